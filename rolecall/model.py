@@ -1,0 +1,120 @@
+"""The two towers. Both wings import this; it holds no training loop.
+
+Scores are dot products of a session state [u, 1] with an item vector
+[v, b]: the last coordinate carries a per-item bias (how likely an item
+is at all), so exact inner-product search in FAISS ranks by the full
+score without a second pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TowerShape:
+    n_ids: int  # id rows; row 0 stands for any item without its own id
+    field_sizes: list[int]
+    n_event_types: int
+    dim: int = 64
+    dropout: float = 0.1
+    recency_init: float = 0.6
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ItemTower(nn.Module):
+    """Item id plus attributes -> [v, b] of size dim + 1."""
+
+    def __init__(self, shape: TowerShape):
+        super().__init__()
+        d = shape.dim
+        self.ids = nn.Embedding(shape.n_ids, d)
+        self.id_bias = nn.Embedding(shape.n_ids, 1)
+        self.fields = nn.ModuleList(
+            nn.Embedding(n, d) for n in shape.field_sizes)
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(),
+            nn.Dropout(shape.dropout), nn.Linear(2 * d, d))
+        self.bias = nn.Linear(d, 1)
+        nn.init.normal_(self.ids.weight, std=0.05)
+        nn.init.zeros_(self.id_bias.weight)
+        for emb in self.fields:
+            nn.init.normal_(emb.weight, std=0.05)
+
+    def forward(self, ids: torch.Tensor,
+                features: torch.Tensor) -> torch.Tensor:
+        x = self.ids(ids)  # (N, d)
+        for j, emb in enumerate(self.fields):
+            x = x + emb(features[:, j])
+        v = x + self.mlp(x)
+        b = self.bias(x) + self.id_bias(ids)  # (N, 1)
+        return torch.cat([v, b], dim=-1)
+
+
+class SessionTower(nn.Module):
+    """Ordered events -> a state [u, 1] after every event.
+
+    A GRU reads the events in order; beside it, an exponentially decayed
+    mean gives the most recent events the most weight, with the decay
+    learned.
+    """
+
+    def __init__(self, shape: TowerShape):
+        super().__init__()
+        d = shape.dim
+        self.types = nn.Embedding(shape.n_event_types, d)
+        self.gru = nn.GRU(d, d, batch_first=True)
+        p = shape.recency_init
+        self.decay_logit = nn.Parameter(torch.tensor(math.log(p / (1 - p))))
+        self.out = nn.Sequential(
+            nn.Dropout(shape.dropout), nn.Linear(2 * d, d))
+        nn.init.normal_(self.types.weight, std=0.05)
+
+    def forward(self, item_vecs: torch.Tensor, types: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """item_vecs (B, L, d), types and mask (B, L) -> (B, L, d + 1)."""
+        x = (item_vecs + self.types(types)) * mask.unsqueeze(-1)
+        h, _ = self.gru(x)
+        r = self._recency_mean(x, mask)
+        u = self.out(torch.cat([h, r], dim=-1))
+        return torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)
+
+    def _recency_mean(self, x: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
+        pos = torch.arange(L, device=x.device, dtype=x.dtype)
+        age = pos.view(L, 1) - pos.view(1, L)  # age[t, i] = t - i
+        log_decay = nn.functional.logsigmoid(self.decay_logit)
+        w = torch.where(age >= 0, torch.exp(age.clamp(min=0) * log_decay),
+                        torch.zeros_like(age))  # (L, L), causal
+        w = w.unsqueeze(0) * mask.unsqueeze(1)  # (B, L, L)
+        w = w / w.sum(-1, keepdim=True).clamp(min=1e-6)
+        return w @ x
+
+
+class TwoTower(nn.Module):
+    def __init__(self, shape: TowerShape):
+        super().__init__()
+        self.shape = shape
+        self.item = ItemTower(shape)
+        self.session = SessionTower(shape)
+
+    def encode_sessions(self, ids: torch.Tensor, features: torch.Tensor,
+                        types: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+        """Padded sessions (B, L) of id rows and (B, L, F) features."""
+        B, L = ids.shape
+        flat = self.item(ids.reshape(-1),
+                         features.reshape(B * L, -1))
+        vecs = flat[:, :-1].reshape(B, L, -1)
+        return self.session(vecs, types, mask)
+
+
+def build(shape: TowerShape) -> TwoTower:
+    return TwoTower(shape)

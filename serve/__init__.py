@@ -1,0 +1,1 @@
+"""The online wing: per click, update -> encode -> retrieve -> rank."""

@@ -1,0 +1,168 @@
+"""HTTP handlers of the online contract (DESIGN.md, "Online contract")."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from serve import app as app_keys
+from serve.engine import Answer, Engine
+from serve.errors import ApiError, from_validation
+from serve.metrics import (BUNDLE, SESSIONS, exposition, observe_stages)
+from serve.schemas import EventIn
+from serve.sessions import Event, Session
+
+ITEM_EVENTS = {"view", "click", "cart", "purchase"}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/events", post_event)
+    app.router.add_get("/v1/recommendations", get_recommendations)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def read_json(request: web.Request) -> object:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       "Content-Type: application/json",
+                       request.content_type)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, "body_too_large",
+                       f"a body of at most {exc.max_size} bytes",
+                       f"{exc.actual_size} bytes") from exc
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", "a JSON object",
+                       raw[:200].decode("utf-8", "replace")) from exc
+
+
+def _k(request: web.Request, value: int | str | None) -> int:
+    cfg = request.app[app_keys.CONFIG].serve
+    if value is None:
+        return cfg.default_k
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if not 1 <= k <= cfg.max_k:
+        raise ApiError(422, "invalid_k",
+                       f"k: an integer from 1 to {cfg.max_k}", str(value))
+    return k
+
+
+def _answer_body(engine: Engine, session: Session, answer: Answer,
+                 timing: dict[str, float]) -> dict:
+    recs = []
+    for a in answer.items:
+        recs.append({
+            "item_id": engine.bundle.item_ids[a.item],
+            "name": engine.names[a.item],
+            "score": round(a.score, 6),
+            "parts": {"model": round(a.model, 6),
+                      "lookalikes": round(a.lookalikes, 6)},
+            "reason": a.reason,
+            "gender": engine.genders[a.item],
+            "age_group": engine.ages[a.item],
+            "department": engine.bundle.items.get(
+                "department", [None] * (a.item + 1))[a.item],
+            "lookalike_sessions": a.voters})
+    return {"session_id": session.session_id, "user_id": session.user_id,
+            "role": answer.role.as_dict() if answer.role else None,
+            "events": len(session.events), "recommendations": recs,
+            "bundle": engine.version, "timing_ms": timing}
+
+
+def _event(engine: Engine, body: EventIn) -> Event:
+    item = None
+    if body.event_type in ITEM_EVENTS:
+        if body.item_id is None:
+            raise ApiError(422, "missing_item",
+                           f"item_id: required for a '{body.event_type}' "
+                           "event", None)
+        item = engine.index.get(body.item_id)
+        if item is None:
+            raise ApiError(422, "unknown_item",
+                           "item_id: an item of the catalogue",
+                           body.item_id)
+    elif body.event_type == "filter" and not body.filters:
+        raise ApiError(422, "missing_filters",
+                       "filters: an object such as {\"size\": \"M\"} for "
+                       "a 'filter' event", None)
+    return Event(event_id=body.event_id or uuid.uuid4().hex,
+                 ts=body.ts or time.time(), event_type=body.event_type,
+                 item=item, filters=body.filters, user_id=body.user_id)
+
+
+async def post_event(request: web.Request) -> web.Response:
+    t0 = time.perf_counter()
+    raw = await read_json(request)
+    if not isinstance(raw, dict):
+        raise ApiError(422, "invalid_request", "a JSON object",
+                       type(raw).__name__)
+    try:
+        body = EventIn.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+    k = _k(request, body.k)
+    engine = request.app[app_keys.ENGINE]
+    event = _event(engine, body)  # validates before anything is stored
+    store = request.app[app_keys.STORE]
+    t1 = time.perf_counter()
+    session = store.get(body.session_id) or Session(body.session_id)
+    if body.user_id:
+        session.user_id = body.user_id
+    if body.device_id:
+        session.device_id = body.device_id
+    limit = request.app[app_keys.CONFIG].serve.max_events_per_session
+    session.events = (session.events + [event])[-limit:]
+    session.last_seen = time.time()
+    store.put(session)
+    SESSIONS.set(len(store))
+    t2 = time.perf_counter()
+    answer = engine.recommend(session, k)
+    timing = {"parse": round((t1 - t0) * 1000, 3),
+              "session_update": round((t2 - t1) * 1000, 3),
+              **answer.timing_ms}
+    observe_stages(timing)
+    body_out = _answer_body(engine, session, answer, timing)
+    body_out.update(event_id=event.event_id, accepted=True)
+    return web.json_response(body_out)
+
+
+async def get_recommendations(request: web.Request) -> web.Response:
+    session_id = request.query.get("session_id")
+    if not session_id or len(session_id) > 128:
+        raise ApiError(422, "invalid_session_id",
+                       "session_id: a query parameter of 1 to 128 "
+                       "characters", session_id)
+    k = _k(request, request.query.get("k"))
+    engine = request.app[app_keys.ENGINE]
+    session = (request.app[app_keys.STORE].get(session_id)
+               or Session(session_id))
+    answer = engine.recommend(session, k)
+    return web.json_response(_answer_body(engine, session, answer,
+                                          answer.timing_ms))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[app_keys.ENGINE]
+    BUNDLE.labels(engine.version).set(1)
+    return web.json_response({
+        "status": "ok", "bundle": engine.version,
+        "items": len(engine.bundle.item_ids),
+        "lookalikes": len(engine.bundle.bank),
+        "sessions": len(request.app[app_keys.STORE]),
+        "uptime_s": round(time.time() - request.app[app_keys.STARTED], 1)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=exposition(),
+                        content_type="text/plain", charset="utf-8")

@@ -1,0 +1,80 @@
+"""Request and response bodies; pydantic checks every request field."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rolecall.events import EVENT_TYPES
+
+Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventIn(Strict):
+    """One thing a visitor did; item events must name an item."""
+
+    session_id: str = Id
+    event_type: EventType = "click"
+    item_id: str | None = Field(default=None, min_length=1,
+                                max_length=64)
+    user_id: str | None = Field(default=None, min_length=1,
+                                max_length=128)
+    device_id: str | None = Field(default=None, min_length=1,
+                                  max_length=128)
+    filters: dict[str, str] | None = Field(default=None, max_length=16)
+    ts: float | None = Field(default=None, ge=0)
+    event_id: str | None = Field(default=None, min_length=1,
+                                 max_length=128)
+    k: int | None = Field(default=None, ge=1)
+
+
+class Parts(BaseModel):
+    model: float
+    lookalikes: float
+
+
+class Recommendation(BaseModel):
+    item_id: str
+    name: str | None
+    score: float
+    parts: Parts
+    reason: str
+    gender: str | None
+    age_group: str | None
+    department: str | None = None
+    lookalike_sessions: list[str] = []
+
+
+class RoleOut(BaseModel):
+    gender: str | None
+    age_group: str | None
+    size: str | None
+    key: str
+
+
+class RecommendationsOut(BaseModel):
+    session_id: str
+    user_id: str | None
+    role: RoleOut | None
+    events: int
+    recommendations: list[Recommendation]
+    bundle: str
+    timing_ms: dict[str, float]
+
+
+class EventOut(RecommendationsOut):
+    event_id: str
+    accepted: bool = True
+
+
+class ErrorOut(BaseModel):
+    error: str
+    expected: str
+    found: str | None = None
+    details: list[dict] = []

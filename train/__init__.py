@@ -1,0 +1,1 @@
+"""The offline wing: ingest -> sessions -> fit -> evaluate -> export."""

@@ -1,0 +1,7 @@
+"""`python -m train [overrides]`: the offline chain for one dataset."""
+
+import sys
+
+from rolecall.cli import main
+
+main(["train", *sys.argv[1:]])

@@ -1,0 +1,379 @@
+"""Load the bundled raw data into one DuckDB file.
+
+Schema (one row per thing, every table keyed by `dataset` first):
+
+- items(dataset, item_id, name, product_type, product_group, appearance,
+  colour, colour_value, colour_master, department, index_name,
+  index_group, section, garment_group, gender, age_group, size_band)
+- events(dataset, event_id, ts, session_id, user_id, device_id, item_id,
+  event_type, filters, price, quantity, source, seq)
+- customers(dataset, user_id, age, club_status, news_frequency)
+- identities(dataset, session_id, user_id, device_id, linked_at, via)
+
+Each dataset is replaced in one transaction, so re-running is idempotent
+and a file that fails validation leaves the database as it was. Keys are
+checked at the end of that transaction rather than declared: DuckDB's
+key indexes make replacing a dataset ten times slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from rolecall.config import DataConfig
+from rolecall.roles import derive_role
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    dataset VARCHAR NOT NULL, item_id VARCHAR NOT NULL, name VARCHAR,
+    product_type VARCHAR, product_group VARCHAR, appearance VARCHAR,
+    colour VARCHAR, colour_value VARCHAR, colour_master VARCHAR,
+    department VARCHAR, index_name VARCHAR, index_group VARCHAR,
+    section VARCHAR, garment_group VARCHAR, gender VARCHAR,
+    age_group VARCHAR, size_band VARCHAR);
+CREATE TABLE IF NOT EXISTS events (
+    dataset VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL, session_id VARCHAR NOT NULL, user_id VARCHAR,
+    device_id VARCHAR, item_id VARCHAR, event_type VARCHAR NOT NULL,
+    filters VARCHAR, price DOUBLE, quantity INTEGER DEFAULT 1,
+    source VARCHAR, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (
+    dataset VARCHAR NOT NULL, user_id VARCHAR NOT NULL, age DOUBLE,
+    club_status VARCHAR, news_frequency VARCHAR);
+CREATE TABLE IF NOT EXISTS identities (
+    dataset VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL, device_id VARCHAR, linked_at TIMESTAMP,
+    via VARCHAR NOT NULL);
+"""
+
+HM_ARTICLES = "hm-fashion/articles.parquet"
+HM_TRANSACTIONS = "hm-fashion/transactions_2020-09-16_to_2020-09-22.parquet"
+HM_CUSTOMERS = "hm-fashion/customers_sample.csv"
+YC_DIR = "yoochoose-rsc15-100k"
+YC_FILES = {"train": "yoochoose-clicks-100k_train_tr.txt",
+            "valid": "yoochoose-clicks-100k_train_valid.txt",
+            "test": "yoochoose-clicks-100k_test.txt"}
+DG_VIEWS = "diginetica-sample/sample_train-item-views.csv"
+
+ARTICLE_COLUMNS = {
+    "article_id": "VARCHAR", "prod_name": "VARCHAR",
+    "product_type_name": "VARCHAR", "product_group_name": "VARCHAR",
+    "graphical_appearance_name": "VARCHAR", "colour_group_name": "VARCHAR",
+    "perceived_colour_value_name": "VARCHAR",
+    "perceived_colour_master_name": "VARCHAR",
+    "department_name": "VARCHAR", "index_name": "VARCHAR",
+    "index_group_name": "VARCHAR", "section_name": "VARCHAR",
+    "garment_group_name": "VARCHAR"}
+TRANSACTION_COLUMNS = {
+    "t_dat": "DATE", "customer_id": "VARCHAR", "article_id": "VARCHAR",
+    "price": "FLOAT", "sales_channel_id": "TINYINT"}
+CUSTOMER_COLUMNS = {
+    "customer_id": "VARCHAR", "club_member_status": "VARCHAR",
+    "fashion_news_frequency": "VARCHAR", "age": "DOUBLE"}
+YC_COLUMNS = {"SessionId": "BIGINT", "ItemId": "BIGINT",
+              "Time": "DOUBLE"}
+DG_COLUMNS = {"session_id": "BIGINT", "user_id": "VARCHAR",
+              "item_id": "BIGINT", "timeframe": "BIGINT",
+              "eventdate": "DATE"}
+
+# Types that hold the same values for our purposes.
+_COMPATIBLE = {"FLOAT": {"FLOAT", "DOUBLE"},
+               "DOUBLE": {"FLOAT", "DOUBLE", "BIGINT", "INTEGER"},
+               "TINYINT": {"TINYINT", "SMALLINT", "INTEGER", "BIGINT"},
+               "BIGINT": {"TINYINT", "SMALLINT", "INTEGER", "BIGINT"}}
+
+
+class IngestError(ValueError):
+    """A raw file is missing or does not have the expected shape."""
+
+
+@dataclass
+class IngestSummary:
+    dataset: str
+    items: int
+    events: int
+    sessions: int
+    customers: int
+    identities: int
+    seconds: float
+
+
+def connect(path: str | Path, read_only: bool = False):
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    if not read_only:
+        con.execute(SCHEMA)
+    return con
+
+
+def _source(path: Path, reader: str) -> str:
+    if not path.is_file():
+        raise IngestError(f"{path}: file not found; expected the bundled "
+                          "raw data (see data/raw/README.md)")
+    return f"{reader}('{path.as_posix()}')" if reader else reader
+
+
+def _check_columns(con, relation: str, path: Path,
+                   expected: dict[str, str]) -> None:
+    try:
+        found = dict(con.execute(
+            f"SELECT column_name, column_type FROM "
+            f"(DESCRIBE SELECT * FROM {relation})").fetchall())
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"{path}: unreadable ({_first_lines(exc)})") from exc
+    for column, kind in expected.items():
+        if column not in found:
+            raise IngestError(
+                f"{path}: column '{column}' missing; expected {kind}, "
+                f"found columns {sorted(found)}")
+        if found[column] not in _COMPATIBLE.get(kind, {kind}):
+            raise IngestError(
+                f"{path}: column '{column}' has type {found[column]}; "
+                f"expected {kind}")
+
+
+def _read_csv(path: Path, columns: dict[str, str], sep: str) -> str:
+    _source(path, "")
+    types = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+    return (f"read_csv('{_posix(path)}', delim='{sep}', header=true, "
+            f"types={{{types}}})")
+
+
+def _guard(con, path: Path, sql: str) -> None:
+    """Run a statement that reads `path`, naming the file on failure."""
+    try:
+        con.execute(sql)
+    except duckdb.ConversionException as exc:
+        raise IngestError(f"{path}: a value does not match the expected "
+                          f"column type ({_first_lines(exc)})") from exc
+    except (duckdb.InvalidInputException,
+            duckdb.ConstraintException) as exc:
+        raise IngestError(
+            f"{path}: malformed ({_first_lines(exc)})") from exc
+
+
+def _first_lines(exc: Exception, n: int = 3) -> str:
+    """DuckDB's CSV errors run to dozens of lines; the first say it."""
+    return " | ".join(str(exc).strip().splitlines()[:n])
+
+
+def _role_table(con, relation: str) -> None:
+    combos = con.execute(
+        f"SELECT DISTINCT index_group_name, section_name, index_name "
+        f"FROM {relation}").fetchall()
+    rows = [(g, s, n, *_role_row(g, s, n)) for g, s, n in combos]
+    con.execute("CREATE TEMP TABLE role_map (index_group VARCHAR, "
+                "section VARCHAR, index_name VARCHAR, gender VARCHAR, "
+                "age_group VARCHAR, size_band VARCHAR)")
+    con.executemany("INSERT INTO role_map VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def _role_row(group, section, index_name):
+    role = derive_role(group, section, index_name)
+    return role.gender, role.age_group, role.size
+
+
+def _ingest_hm(con, raw: Path) -> None:
+    articles, trans, custs = (raw / HM_ARTICLES, raw / HM_TRANSACTIONS,
+                              raw / HM_CUSTOMERS)
+    art = _source(articles, "read_parquet")
+    _check_columns(con, art, articles, ARTICLE_COLUMNS)
+    tr = (f"read_parquet('{_posix(trans)}', file_row_number=true)"
+          if trans.is_file() else _source(trans, "read_parquet"))
+    _check_columns(con, tr, trans, TRANSACTION_COLUMNS)
+    cu = _read_csv(custs, CUSTOMER_COLUMNS, ",")
+    _check_columns(con, cu, custs, CUSTOMER_COLUMNS)
+    _role_table(con, art)
+    _guard(con, articles, f"""
+        INSERT INTO items SELECT 'hm', a.article_id, prod_name,
+            product_type_name, product_group_name,
+            graphical_appearance_name, colour_group_name,
+            perceived_colour_value_name, perceived_colour_master_name,
+            department_name, a.index_name, index_group_name,
+            section_name, garment_group_name, r.gender, r.age_group,
+            r.size_band
+        FROM {art} a LEFT JOIN role_map r
+          ON r.index_group IS NOT DISTINCT FROM a.index_group_name
+         AND r.section IS NOT DISTINCT FROM a.section_name
+         AND r.index_name IS NOT DISTINCT FROM a.index_name""")
+    # A basket (customer, day, channel) is a session; a repeated row of
+    # one article is a quantity. There is no time of day, so ts keeps
+    # the basket's row order as seconds after midnight.
+    _guard(con, trans, f"""
+        INSERT INTO events
+        WITH rows AS (
+            SELECT file_row_number AS rn, t_dat, customer_id,
+                   lpad(article_id, 10, '0') AS item_id, price,
+                   'hm-' || substr(customer_id, 1, 16) || '-'
+                     || strftime(t_dat, '%Y%m%d') || '-'
+                     || sales_channel_id AS session_id,
+                   CASE sales_channel_id WHEN 2 THEN 'online'
+                        ELSE 'store' END AS channel
+            FROM {tr}),
+        firsts AS (
+            SELECT session_id, item_id, min(rn) AS rn,
+                   count(*) AS quantity
+            FROM rows GROUP BY session_id, item_id),
+        ordered AS (
+            SELECT r.*, f.quantity, row_number() OVER (
+                PARTITION BY r.session_id ORDER BY r.rn) - 1 AS seq
+            FROM rows r JOIN firsts f USING (session_id, item_id, rn))
+        SELECT 'hm', 'hm-' || rn, t_dat::TIMESTAMP + to_seconds(seq),
+               session_id, customer_id, NULL, item_id, 'purchase', NULL,
+               price, quantity, channel, seq
+        FROM ordered""")
+    _guard(con, custs, f"""
+        INSERT INTO customers
+        SELECT 'hm', coalesce(c.customer_id, s.customer_id), s.age, s.club_member_status,
+               s.fashion_news_frequency
+        FROM (SELECT DISTINCT user_id AS customer_id FROM events
+              WHERE dataset = 'hm') c
+        FULL JOIN {cu} s USING (customer_id)""")
+    con.execute("""
+        INSERT INTO identities
+        SELECT 'hm', session_id, any_value(user_id), NULL, min(ts),
+               'purchase'
+        FROM events WHERE dataset = 'hm' GROUP BY session_id""")
+
+
+def _posix(path: Path) -> str:
+    return path.as_posix().replace("'", "''")
+
+
+def _ingest_yoochoose(con, raw: Path) -> None:
+    parts = []
+    for split, name in YC_FILES.items():
+        path = raw / YC_DIR / name
+        rel = _read_csv(path, YC_COLUMNS, "\t")
+        _check_columns(con, rel, path, YC_COLUMNS)
+        parts.append((split, path, rel))
+    for split, path, rel in parts:
+        _guard(con, path, f"""
+            INSERT INTO events
+            SELECT 'yoochoose', 'yc-{split}-' || row_number() OVER (
+                       ORDER BY SessionId, Time, ItemId),
+                   to_timestamp(Time)::TIMESTAMP, 'yc-' || SessionId,
+                   NULL, NULL, ItemId::VARCHAR, 'click', NULL, NULL, 1,
+                   '{split}', row_number() OVER (
+                       PARTITION BY SessionId ORDER BY Time, ItemId) - 1
+            FROM {rel}""")
+    con.execute("""
+        INSERT INTO items (dataset, item_id)
+        SELECT DISTINCT 'yoochoose', item_id FROM events
+        WHERE dataset = 'yoochoose'""")
+
+
+def _ingest_diginetica(con, raw: Path) -> None:
+    path = raw / DG_VIEWS
+    rel = _read_csv(path, DG_COLUMNS, ";")
+    _check_columns(con, rel, path, DG_COLUMNS)
+    _guard(con, path, f"""
+        INSERT INTO events
+        SELECT 'diginetica', 'dg-' || row_number() OVER (
+                   ORDER BY session_id, timeframe, item_id),
+               eventdate::TIMESTAMP + to_milliseconds(timeframe),
+               'dg-' || session_id,
+               CASE WHEN user_id = 'NA' THEN NULL
+                    ELSE 'dg-' || user_id END,
+               NULL, item_id::VARCHAR, 'view', NULL, NULL, 1, 'views',
+               row_number() OVER (PARTITION BY session_id
+                                  ORDER BY timeframe, item_id) - 1
+        FROM {rel}""")
+    con.execute("""
+        INSERT INTO items (dataset, item_id)
+        SELECT DISTINCT 'diginetica', item_id FROM events
+        WHERE dataset = 'diginetica'""")
+    # A session whose first views are anonymous logged in mid-visit.
+    con.execute("""
+        INSERT INTO identities
+        SELECT 'diginetica', session_id, any_value(user_id), NULL,
+               min(ts) FILTER (WHERE user_id IS NOT NULL),
+               CASE WHEN bool_or(user_id IS NULL) THEN 'login'
+                    ELSE 'known' END
+        FROM events WHERE dataset = 'diginetica'
+        GROUP BY session_id HAVING bool_or(user_id IS NOT NULL)""")
+    con.execute("""
+        INSERT INTO customers (dataset, user_id)
+        SELECT DISTINCT 'diginetica', user_id FROM events
+        WHERE dataset = 'diginetica' AND user_id IS NOT NULL""")
+
+
+LOADERS = {"hm": _ingest_hm, "yoochoose": _ingest_yoochoose,
+           "diginetica": _ingest_diginetica}
+
+
+def ingest_dataset(con, dataset: str, raw_dir: str | Path) -> IngestSummary:
+    """Replace one dataset's rows in a single transaction."""
+    started = time.perf_counter()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("items", "events", "customers", "identities"):
+            con.execute(f"DELETE FROM {table} WHERE dataset = ?",
+                        [dataset])
+        LOADERS[dataset](con, Path(raw_dir))
+        con.execute("DROP TABLE IF EXISTS role_map")
+        _check_keys(con, dataset)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return _summary(con, dataset, time.perf_counter() - started)
+
+
+KEYS = {"items": "item_id", "events": "event_id",
+        "customers": "user_id"}
+
+
+def _check_keys(con, dataset: str) -> None:
+    for table, key in KEYS.items():
+        dup = con.execute(
+            f"SELECT {key}, count(*) FROM {table} WHERE dataset = ? "
+            f"GROUP BY {key} HAVING count(*) > 1 LIMIT 1",
+            [dataset]).fetchone()
+        if dup:
+            raise IngestError(f"{dataset}: {table}.{key} '{dup[0]}' "
+                              f"appears {dup[1]} times; expected once")
+
+
+def _summary(con, dataset: str, seconds: float) -> IngestSummary:
+    def count(sql: str) -> int:
+        return con.execute(sql, [dataset]).fetchone()[0]
+    return IngestSummary(
+        dataset=dataset,
+        items=count("SELECT count(*) FROM items WHERE dataset = ?"),
+        events=count("SELECT count(*) FROM events WHERE dataset = ?"),
+        sessions=count("SELECT count(DISTINCT session_id) FROM events "
+                       "WHERE dataset = ?"),
+        customers=count("SELECT count(*) FROM customers "
+                        "WHERE dataset = ?"),
+        identities=count("SELECT count(*) FROM identities "
+                         "WHERE dataset = ?"),
+        seconds=seconds)
+
+
+def ingest(cfg: DataConfig,
+           datasets: tuple[str, ...] = tuple(LOADERS)) -> list[IngestSummary]:
+    """Ingest the bundled raw data; safe to run again."""
+    con = connect(cfg.duckdb_path)
+    try:
+        summaries = []
+        for dataset in datasets:
+            s = ingest_dataset(con, dataset, cfg.raw_dir)
+            log.info("ingested %s: %d items, %d events in %d sessions, "
+                     "%d customers (%.1fs)", dataset, s.items, s.events,
+                     s.sessions, s.customers, s.seconds)
+            summaries.append(s)
+        return summaries
+    finally:
+        con.close()

@@ -1,0 +1,121 @@
+"""The offline chain for one dataset: sessions -> fit -> evaluate -> export.
+
+Plain functions of a typed config: the Hydra entry points hand their
+config here, and tests call them directly with tiny sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rolecall.config import Config
+from rolecall.device import resolve_device
+from train.evaluate import EvalReport, evaluate, write_report
+from train.export import export, versions
+from train.fit import fit
+from train.sessions import load_sessions
+
+log = logging.getLogger(__name__)
+
+
+def as_dict(cfg) -> dict:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return dataclasses.asdict(cfg)
+
+
+def configure_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def run_offline(cfg: Config, out_dir: Path) -> tuple[EvalReport, Path]:
+    """Train, evaluate and export the bundle of cfg.data.name."""
+    started = time.perf_counter()
+    configure_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    data = load_sessions(cfg.data)
+    result = fit(data, cfg.model, cfg.train, device,
+                 cfg.data.primary_metric)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": result.model.state_dict(),
+                "shape": result.model.shape.as_dict(),
+                "config": as_dict(cfg), "versions": versions(),
+                "best_epoch": result.best_epoch,
+                "history": result.history},
+               out_dir / f"checkpoint_{data.dataset}.pt")
+    report, bank = evaluate(data, result, cfg.eval, cfg.ranking,
+                            cfg.data.primary_metric, cfg.data.exclude_seen,
+                            device)
+    path = write_report(report, out_dir)
+    log.info("%s evaluation written to %s", data.dataset, path)
+    metrics = {"lookalike_weight": report.lookalike_weight,
+               "primary": report.primary, "test_all": report.test_all,
+               "test_seen": report.test_seen,
+               "train_seconds": round(result.seconds, 1),
+               "examples_per_second": round(result.examples_per_second),
+               "best_epoch": result.best_epoch}
+    bundle = export(Path(cfg.artifacts_dir) / data.dataset, data, result,
+                    bank, as_dict(cfg), metrics)
+    log.info("%s offline chain done in %.0fs", data.dataset,
+             time.perf_counter() - started)
+    return report, bundle
+
+
+def config_for(dataset: str) -> DictConfig:
+    """This run's config with the data group switched to `dataset`."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    overrides = [o for o in HydraConfig.get().overrides.task
+                 if not o.startswith("data=")]
+    return compose(config_name="config",
+                   overrides=overrides + [f"data={dataset}"])
+
+
+def run_main(cfg: DictConfig, out_dir: Path) -> list[EvalReport]:
+    """Ingest, then the offline chain for every dataset in cfg.datasets."""
+    from train.ingest import ingest
+    started = time.perf_counter()
+    ingest(cfg.data)
+    reports = []
+    for i, name in enumerate(cfg.datasets):
+        log.info("offline chain %d/%d: %s", i + 1, len(cfg.datasets), name)
+        report, _ = run_offline(config_for(name), out_dir)
+        reports.append(report)
+    path = out_dir / "evaluation.md"
+    path.write_text("\n\n".join(r.to_markdown() for r in reports))
+    for r in reports:
+        print("\n" + r.to_markdown())
+    log.info("main job's offline part done in %.0fs; tables in %s",
+             time.perf_counter() - started, path)
+    served = Path(cfg.artifacts_dir) / cfg.datasets[0]
+    cfg.serve.bundle = str(served)
+    return reports
+
+
+def evaluate_bundle(cfg: Config, out_dir: Path) -> EvalReport:
+    """Evaluate an exported bundle again on cfg.data's split."""
+    from rolecall.bundle import load
+    from train.encode import ItemTensors
+    from train.fit import FitResult
+    bundle = load(cfg.serve.bundle)
+    data = load_sessions(cfg.data)
+    if bundle.item_ids != data.catalog.item_ids:
+        raise ValueError(f"{cfg.serve.bundle} was trained on another "
+                         f"catalogue than data={cfg.data.name}")
+    tensors = ItemTensors(torch.from_numpy(bundle.id_rows),
+                          torch.from_numpy(bundle.features))
+    result = FitResult(bundle.model, tensors, None,
+                       bundle.manifest["best_epoch"])
+    device = resolve_device(cfg.train.device)
+    report, _ = evaluate(data, result, cfg.eval, cfg.ranking,
+                         cfg.data.primary_metric, cfg.data.exclude_seen,
+                         device)
+    write_report(report, out_dir)
+    return report
