@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def load(root: str | Path, temperature: float | None = None) -> Bundle:
     manifest = verify(root)
     try:
         return _load(root, manifest, temperature)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError,
+            pickle.UnpicklingError) as exc:
         raise BundleError(f"{root}: unreadable ({exc})") from exc
 
 

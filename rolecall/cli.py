@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(2)
         return
     _stage["name"] = argv[0]
+    # faiss announces at info which CPU build it loaded; not news.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     register()
     sys.argv = [f"rolecall {argv[0]}"] + argv[1:]
     _run()

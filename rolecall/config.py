@@ -53,6 +53,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # After choosing the epoch count on validation, train again on train
+    # plus validation for that many epochs, so the served model and the
+    # test numbers use the most recent day, as the baselines do.
+    refit: bool = True
 
 
 @dataclass

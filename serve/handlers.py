@@ -34,9 +34,10 @@ async def read_json(request: web.Request) -> object:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
+        limit = request.app._client_max_size
         raise ApiError(413, "body_too_large",
-                       f"a body of at most {exc.max_size} bytes",
-                       f"{exc.actual_size} bytes") from exc
+                       f"a body of at most {limit} bytes",
+                       f"{request.content_length} bytes") from exc
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

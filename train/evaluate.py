@@ -150,14 +150,16 @@ def evaluate(data: SessionData, fit: FitResult, ecfg: EvalConfig,
     """
     started = time.perf_counter()
     n_items = len(data.catalog)
-    tensors = fit.tensors.to(device)
-    item_vecs = item_vectors(fit.model, tensors)
     ks = tuple(ecfg.ks)
 
-    bank = build_bank(fit, data.train, n_items, ranking, device)
-    st = session_states(fit.model, data.valid.items, data.valid.types,
-                        tensors, device)
-    scorer = Scorer(item_vecs, bank, ranking, exclude_seen)
+    # Validation is judged by the model that never saw it.
+    chooser = fit.selected or fit
+    tensors = chooser.tensors.to(device)
+    bank = build_bank(chooser, data.train, n_items, ranking, device)
+    st = session_states(chooser.model, data.valid.items,
+                        data.valid.types, tensors, device)
+    scorer = Scorer(item_vectors(chooser.model, tensors), bank, ranking,
+                    exclude_seen)
     by_weight = scorer.ranks(st, data.valid, list(ecfg.blend_grid))
     report = EvalReport(data.dataset, primary, 0.0)
     for w, ranks in by_weight.items():
@@ -171,6 +173,8 @@ def evaluate(data: SessionData, fit: FitResult, ecfg: EvalConfig,
     report.lookalike_weight = best
 
     fit_sessions = data.train + data.valid
+    tensors = fit.tensors.to(device)
+    item_vecs = item_vectors(fit.model, tensors)
     bank = build_bank(fit, fit_sessions, n_items, ranking, device)
     st = session_states(fit.model, data.test.items, data.test.types,
                         tensors, device)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def versions() -> dict[str, str]:
-    return {"rolecall": rolecall.__version__, "torch": torch.__version__,
+    return {"rolecall": rolecall.__version__, "torch": str(torch.__version__),
             "faiss": faiss.__version__, "numpy": np.__version__,
             "duckdb": duckdb.__version__,
             "python": platform.python_version()}

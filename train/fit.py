@@ -10,6 +10,7 @@ punished just for showing up as negatives often.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    # With refit: the train-only model, the one validation may judge.
+    selected: FitResult | None = None
 
 
 def item_tensors(data: SessionData) -> tuple[ItemTensors, np.ndarray]:
@@ -122,7 +125,31 @@ def _pad_targets(items: list[np.ndarray]) -> np.ndarray:
 def fit(data: SessionData, mcfg: ModelConfig, cfg: TrainConfig,
         device: torch.device, primary: str = "HR@20",
         valid_sessions: int = 3000) -> FitResult:
-    """Train on data.train, keep the epoch best on data.valid."""
+    """Train on data.train, keep the epoch best on data.valid.
+
+    With cfg.refit, train again on train + validation for the chosen
+    number of epochs; that model is returned, the history is the first
+    run's.
+    """
+    first = _fit(data, mcfg, cfg, device, primary, valid_sessions)
+    if not cfg.refit:
+        return first
+    log.info("%s: refit on train + validation for %d epochs",
+             data.dataset, first.best_epoch)
+    merged = dataclasses.replace(data, train=data.train + data.valid)
+    again = _fit(merged, mcfg, dataclasses.replace(
+        cfg, epochs=first.best_epoch, patience=first.best_epoch + 1),
+        device, primary, valid_sessions, validate=False)
+    again.history = first.history
+    again.best_epoch = first.best_epoch
+    again.seconds += first.seconds
+    again.selected = first
+    return again
+
+
+def _fit(data: SessionData, mcfg: ModelConfig, cfg: TrainConfig,
+         device: torch.device, primary: str, valid_sessions: int,
+         validate: bool = True) -> FitResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -159,6 +186,11 @@ def fit(data: SessionData, mcfg: ModelConfig, cfg: TrainConfig,
             seen += len(b)
             examples += int(sum(len(s) - 1 for s in items))
             bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+        if not validate:
+            log.info("%s epoch %d: loss %.4f (%.0fs)", data.dataset, epoch,
+                     total / max(seen, 1), time.perf_counter() - started)
+            best_state, best_epoch = model.state_dict(), epoch
+            continue
         metrics = _validate(model, valid, dev_tensors, device)
         metrics.update(epoch=epoch, loss=total / max(seen, 1))
         history.append(metrics)

@@ -30,6 +30,11 @@ def as_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def typed(cfg) -> Config:
+    """The dataclass behind a Hydra config, so code can rely on types."""
+    return OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+
+
 def configure_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)
@@ -38,6 +43,7 @@ def configure_threads(n: int) -> None:
 def run_offline(cfg: Config, out_dir: Path) -> tuple[EvalReport, Path]:
     """Train, evaluate and export the bundle of cfg.data.name."""
     started = time.perf_counter()
+    cfg = typed(cfg)
     configure_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     data = load_sessions(cfg.data)
@@ -101,6 +107,7 @@ def run_main(cfg: DictConfig, out_dir: Path) -> list[EvalReport]:
 
 def evaluate_bundle(cfg: Config, out_dir: Path) -> EvalReport:
     """Evaluate an exported bundle again on cfg.data's split."""
+    cfg = typed(cfg)
     from rolecall.bundle import load
     from train.encode import ItemTensors
     from train.fit import FitResult

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real bundled data in a temporary DuckDB file and a
+tiny bundle trained on a real slice of it in a few seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from rolecall.config import Config, DataConfig
+from train.ingest import ingest
+
+ROOT = Path(__file__).resolve().parent.parent
+RAW = ROOT / "data" / "raw"
+
+
+def tiny_config(db: Path, artifacts: Path, name: str = "hm") -> Config:
+    """Real data, small sizes: trains and evaluates in seconds."""
+    cfg = Config()
+    cfg.data = DataConfig(name=name, raw_dir=str(RAW), duckdb_path=str(db),
+                          max_train_sessions=3000, max_eval_sessions=200)
+    if name == "yoochoose":
+        cfg.data.split, cfg.data.exclude_seen = "source", False
+        cfg.data.primary_metric = "HR@20"
+    cfg.model.dim = 16
+    cfg.train.epochs = 2
+    cfg.train.random_negatives = 256
+    cfg.train.threads = 1
+    cfg.eval.blend_grid = [0.0, 0.5]
+    cfg.eval.baselines = ["pop"]
+    cfg.artifacts_dir = str(artifacts)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def db_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "rolecall.duckdb"
+    ingest(DataConfig(raw_dir=str(RAW), duckdb_path=str(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(db_path, tmp_path_factory) -> Path:
+    from train.pipeline import run_offline
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(db_path, out / "artifacts")
+    _, bundle = run_offline(cfg, out)
+    return bundle
+
+
+@pytest.fixture
+def tiny_cfg(db_path, tmp_path) -> Config:
+    return tiny_config(db_path, tmp_path / "artifacts")
+
+
+def replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)
