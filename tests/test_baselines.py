@@ -48,6 +48,10 @@ def test_contract(name):
 
 
 def test_make_baseline_checks_names_and_params():
+    assert BASELINES == {
+        "pop": Popularity, "cooc": ItemCooccurrence,
+        "sr": SequentialRules, "vsknn": VSkNN, "vstan": VSTAN,
+    }
     model = make_baseline("vsknn", k=7)
     assert isinstance(model, VSkNN) and model.params.k == 7
     with pytest.raises(ValueError, match="unknown baseline"):
@@ -64,7 +68,7 @@ def test_popularity_counts_every_click():
 
 def test_cooccurrence_picks_the_co_bought_item():
     data = sess([0, 1], [0, 1], [0, 2], [3, 4])
-    model = fit(ItemCooccurrence(), data, 6)
+    model = fit(make_baseline("cooc", recency_decay=0.5), data, 6)
     # row of item 0: item 1 in two sessions, item 2 in one, self 0
     assert_scores(model.score(np.array([0])), [0, 2, 1, 0, 0, 0])
     # decay 0.5: 1.0 * row(0) + 0.5 * row(3), row(3) = item 4 once
@@ -77,19 +81,19 @@ def test_cooccurrence_counts_sessions_not_clicks():
 
 
 def test_sequential_rules_prefer_the_following_item():
-    model = fit(SequentialRules(), sess([0, 1, 2], [3, 0, 1]), 5)
+    model = fit(make_baseline("sr", n_last=1), sess([0, 1, 2], [3, 0, 1]), 5)
     # 0->1: 1 + 1, 0->2: 1/2 (two clicks later); nothing points back
     assert_scores(model.score(np.array([0])), [0, 2, 0.5, 0, 0])
-    # only the last click counts by default
+    # only the last click counts with n_last=1
     assert_scores(model.score(np.array([2, 0])), [0, 2, 0.5, 0, 0])
     assert_scores(model.score(np.array([2])), np.zeros(5))
 
 
 def test_sequential_rules_window_prune_and_n_last():
     data = sess([0, 1, 2], [3, 0, 1])
-    short = fit(make_baseline("sr", window=1), data, 5)
+    short = fit(make_baseline("sr", window=1, n_last=1), data, 5)
     assert_scores(short.score(np.array([0])), [0, 2, 0, 0, 0])
-    pruned = fit(make_baseline("sr", prune=1), data, 5)
+    pruned = fit(make_baseline("sr", prune=1, n_last=1), data, 5)
     assert_scores(pruned.score(np.array([0])), [0, 2, 0, 0, 0])
     two = fit(make_baseline("sr", n_last=2), data, 5)
     # rules(0) + rules(3) / 2, rules(3) = {0: 1, 1: 1/2}
@@ -97,10 +101,11 @@ def test_sequential_rules_window_prune_and_n_last():
 
 
 KNN_DATA = sess([0, 1, 2], [0, 3], [4, 5], [1, 2, 6])
+PLAIN = dict(weighting="linear", idf=False)
 
 
 def test_vsknn_scores_by_neighbour_similarity():
-    model = fit(VSkNN(), KNN_DATA, 8)
+    model = fit(make_baseline("vsknn", **PLAIN), KNN_DATA, 8)
     # prefix weights: item 1 (last) 1, item 0 1/2
     # sims: s0 = 1.5, s1 = 0.5, s3 = 1.0, s2 shares nothing
     # item 0: s0+s1, item 1: s0+s3, 2: s0+s3, 3: s1, 6: s3
@@ -109,32 +114,34 @@ def test_vsknn_scores_by_neighbour_similarity():
 
 
 def test_vsknn_top_neighbour_and_sample():
-    nearest = fit(make_baseline("vsknn", k=1), KNN_DATA, 8)
+    nearest = fit(make_baseline("vsknn", k=1, **PLAIN), KNN_DATA, 8)
     # only s0 (sim 1.5) survives
     want = [1.5, 1.5, 1.5, 0, 0, 0, 0, 0]
     assert_scores(nearest.score(np.array([0, 1])), want)
-    newest = fit(make_baseline("vsknn", sample_size=1), KNN_DATA, 8)
+    newest = make_baseline("vsknn", sample_size=1, **PLAIN)
+    fit(newest, KNN_DATA, 8)
     # only the newest candidate s3 (sim 1.0) is looked at
     want = [0, 1, 1, 0, 0, 0, 1, 0]
     assert_scores(newest.score(np.array([0, 1])), want)
 
 
 def test_vsknn_idf_and_recency_order_from_start_ts():
-    model = fit(make_baseline("vsknn", idf=True), KNN_DATA, 8)
+    model = make_baseline("vsknn", weighting="linear", idf=True)
+    fit(model, KNN_DATA, 8)
     s = model.score(np.array([1]))
     # s0 and s3 sim 1; idf(2) = log(4/2), idf(6) = log(4/1)
     assert s[2] == pytest.approx(2 * math.log(2), rel=1e-6)
     assert s[6] == pytest.approx(math.log(4), rel=1e-6)
     # equal sims: the neighbour with the later start_ts wins
     data = sess([0, 1], [0, 2])
-    model = make_baseline("vsknn", k=1)
+    model = make_baseline("vsknn", k=1, idf=False)
     fit(model, data, 3, ts=[5.0, 1.0])
     assert_scores(model.score(np.array([0])), [1, 1, 0])
 
 
 def test_vstan_recency_and_position_in_neighbour():
     data = sess([0, 1, 2, 3], [5, 0], [6, 7])
-    params = dict(lambda_snh=1.0, lambda_inh=1.0)
+    params = dict(lambda_snh=1.0, lambda_inh=1.0, idf=False)
     model = fit(make_baseline("vstan", **params), data, 8,
                 ts=[0.0, DAY, DAY])
     e = math.exp
@@ -145,7 +152,7 @@ def test_vstan_recency_and_position_in_neighbour():
 
 
 def test_vstan_matches_the_newest_shared_prefix_item():
-    params = dict(lambda_spw=1.0, lambda_inh=1.0)
+    params = dict(lambda_spw=1.0, lambda_inh=1.0, idf=False)
     model = fit(make_baseline("vstan", **params), sess([0, 1, 2, 3, 4]), 5)
     e = math.exp
     sim = 1 + e(-1)  # item 3 weighs 1, item 1 one click older e^-1
@@ -155,7 +162,8 @@ def test_vstan_matches_the_newest_shared_prefix_item():
 
 
 def test_vstan_repeated_neighbour_item_counts_once():
-    model = fit(make_baseline("vstan", lambda_inh=1.0), sess([5, 0, 6, 5]), 7)
+    model = make_baseline("vstan", lambda_inh=1.0, idf=False)
+    fit(model, sess([5, 0, 6, 5]), 7)
     # item 5 at distances 1 and 2 from item 0: keep the best, e^-1
     s = model.score(np.array([0]))
     assert s[5] == pytest.approx(math.exp(-1), rel=1e-6)
@@ -165,9 +173,10 @@ def test_vstan_repeated_neighbour_item_counts_once():
 
 def test_vstan_cosine_prefers_the_shorter_neighbour():
     data = sess([0, 1], [0, 2, 3, 4])
-    dot = fit(make_baseline("vstan", k=1), data, 5, ts=[0.0, 0.0])
+    dot = make_baseline("vstan", k=1, idf=False)
+    fit(dot, data, 5, ts=[0.0, 0.0])
     assert np.flatnonzero(dot.score(np.array([0]))).tolist() == [0, 2, 3, 4]
-    cos = make_baseline("vstan", k=1, similarity="cosine")
+    cos = make_baseline("vstan", k=1, similarity="cosine", idf=False)
     fit(cos, data, 5, ts=[0.0, 0.0])
     assert np.flatnonzero(cos.score(np.array([0]))).tolist() == [0, 1]
 
@@ -192,7 +201,7 @@ def test_vsknn_matches_brute_force(k, sample_size):
     n_items = 30
     data = [rng.integers(0, n_items, rng.integers(1, 6)) for _ in range(200)]
     model = make_baseline(
-        "vsknn", k=k, sample_size=sample_size, weighting="same"
+        "vsknn", k=k, sample_size=sample_size, weighting="same", idf=False
     )
     fit(model, data, n_items)
     for _ in range(20):
@@ -231,7 +240,8 @@ def test_vstan_matches_brute_force():
     data = [rng.integers(0, n_items, rng.integers(1, 8)) for _ in range(150)]
     ts = np.sort(rng.uniform(0, 5 * DAY, len(data)))
     model = make_baseline(
-        "vstan", k=1000, lambda_spw=1.5, lambda_snh=2.0, lambda_inh=3.0
+        "vstan", k=1000, lambda_spw=1.5, lambda_snh=2.0, lambda_inh=3.0,
+        idf=False,
     )
     fit(model, data, n_items, ts=ts)
     for _ in range(20):

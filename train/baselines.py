@@ -133,8 +133,9 @@ class Popularity(Baseline):
 
 @dataclass
 class ItemCooccurrenceParams:
-    # prefix click j steps before the last one weighs recency_decay ** j
-    recency_decay: float = 0.5
+    # prefix click j steps before the last one weighs recency_decay ** j;
+    # 0.8 was best on average over the H&M and YooChoose validation days
+    recency_decay: float = 0.8
 
 
 class ItemCooccurrence(Baseline):
@@ -168,8 +169,12 @@ class ItemCooccurrence(Baseline):
 @dataclass
 class SequentialRulesParams:
     window: int = 10  # rule a->b only if b is at most this many clicks later
-    prune: int = 20  # rules kept per antecedent; 0 keeps all
-    n_last: int = 1  # prefix clicks used, the j-th last weighs 1/j
+    # rules kept per antecedent, 0 keeps all; pruning cost accuracy on
+    # both validation sets and all rules still score in ~0.1 ms
+    prune: int = 0
+    # prefix clicks used, the j-th last weighs 1/j; the classic SR uses
+    # only the last click, 3 was better on both validation sets
+    n_last: int = 3
 
 
 class SequentialRules(Baseline):
@@ -282,12 +287,14 @@ def _last_weights(
 
 @dataclass
 class VSkNNParams:
-    k: int = 100  # neighbour sessions kept
+    # neighbour sessions kept; 200 is a compromise: H&M baskets gain up
+    # to k=1000, YooChoose clicks lose MRR beyond 100
+    k: int = 200
     sample_size: int = 1000  # most recent candidate sessions considered
     # weight of the prefix click j steps before the last one (j = 0..n-1):
     # linear (n - j) / n, div 1 / (j + 1), same 1
     weighting: Literal["linear", "div", "same"] = "linear"
-    idf: bool = False
+    idf: bool = True  # better on both validation sets
 
 
 class VSkNN(Baseline):
@@ -331,17 +338,18 @@ class VSkNN(Baseline):
 
 @dataclass
 class VSTANParams:
-    k: int = 100
+    k: int = 200  # as VSkNN
     sample_size: int = 1000
-    # prefix click j steps before the last weighs exp(-j / lambda_spw)
-    lambda_spw: float = 2.0
+    # prefix click j steps before the last weighs exp(-j / lambda_spw);
+    # YooChoose clicks prefer 2, unordered H&M baskets no decay at all
+    lambda_spw: float = 4.0
     # neighbour started d days before the newest training session
     # weighs exp(-d / lambda_snh)
     lambda_snh: float = 100.0
     # neighbour item m clicks from the shared item weighs exp(-m / lambda)
-    lambda_inh: float = 2.0
-    similarity: Literal["dot", "cosine"] = "dot"
-    idf: bool = False
+    lambda_inh: float = 4.0
+    similarity: Literal["dot", "cosine"] = "dot"  # cosine lost on both
+    idf: bool = True
 
 
 class VSTAN(Baseline):

@@ -207,8 +207,9 @@ def _fit(data: SessionData, mcfg: ModelConfig, cfg: TrainConfig,
             break
     model.load_state_dict(best_state)
     seconds = time.perf_counter() - started
-    log.info("%s: best epoch %d (%s %.4f on validation)", data.dataset,
-             best_epoch, primary, best)
+    if validate:
+        log.info("%s: best epoch %d (%s %.4f on validation)",
+                 data.dataset, best_epoch, primary, best)
     return FitResult(model.cpu(), tensors, id_items, best_epoch, history,
                      seconds, examples / seconds)
 
