@@ -81,6 +81,30 @@ class RankingConfig:
     future_decay: float = 0.5  # vote of the n-th later item: decay**(n-1)
     # Sharpness of neighbour weights: exp((cosine - 1) / temperature).
     lookalike_temperature: float = 0.1
+    # Roles: encode the active role's events last (active_first) or in
+    # plain time order (off); drop items that do not fit the active role
+    # (filter), multiply their score by role_demotion (demote), or ignore
+    # roles (off). A known size of the active role filters the same way.
+    role_encoding: str = "active_first"
+    role_mode: str = "filter"
+    role_demotion: float = 0.05
+    size_filter: bool = True
+
+
+@dataclass
+class IndexConfig:
+    """How approximate indexes are built (rolecall/index.py)."""
+
+    # auto: exact search below this many rows, HNSW from it on; at 20k
+    # rows a flat scan is still well under a millisecond on one thread.
+    auto_flat_below: int = 20_000
+    hnsw_m: int = 32  # links per node: recall vs memory (8*M B/row)
+    hnsw_ef_construction: int = 80
+    # Candidates kept while searching; raised to k when k is larger.
+    hnsw_ef_search: int = 64
+    ivf_nlist: int = 0  # 0: about 4 * sqrt(rows)
+    ivf_nprobe: int = 32
+    ivf_train_rows: int = 100_000  # k-means sample, at least 64 / list
 
 
 @dataclass
@@ -92,8 +116,66 @@ class ServeConfig:
     max_k: int = 100
     max_events_per_session: int = 200
     max_sessions: int = 1_000_000  # least recently seen evicted beyond
-    item_index: str = "flat"  # flat | hnsw
+    # auto | flat | hnsw | ivf; auto picks by size (IndexConfig).
+    item_index: str = "auto"
+    lookalike_index: str = "auto"
+    index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
+    # Durable event log (serve/eventlog.py): JSON lines, one file per
+    # day and writer, rotated at event_log_max_mb; "" turns it off, and
+    # then a crash loses the sessions of a memory store.
+    event_log_dir: str = "data/events"
+    event_log_max_mb: int = 64
+    # Sessions idle longer than this are not rebuilt at start (and expire
+    # in Redis); a shop's visit rarely spans a day.
+    session_ttl_s: float = 86_400.0
+    # A session joins the look-alike bank at a purchase or once idle
+    # this long, without a retrain (serve/lookalike_feed.py).
+    lookalike_idle_s: float = 1_800.0
+    store: str = "memory"  # memory | redis (shared by processes, hosts)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Processes answering on one port (SO_REUSEPORT); above 1 needs
+    # store=redis, or each process would hold its own sessions.
+    workers: int = 1
+    # Bearer token for /v1/admin/*; the env ROLECALL_ADMIN_TOKEN wins.
+    # Unset in both places, admin calls are refused.
+    admin_token: str = ""
+
+
+@dataclass
+class BenchConfig:
+    """`rolecall bench`: online load, per-stage, scale and training."""
+
+    parts: list[str] = field(default_factory=lambda: [
+        "online", "stages", "scale", "train"])
+    # Sessions replayed: the dataset's last day (its test day).
+    dataset: str = "hm"
+    max_sessions: int = 5000
+    rates: list[int] = field(default_factory=lambda: [
+        250, 500, 1000, 2000])  # open loop, requests per second
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    duration_s: float = 6.0  # per rate or concurrency level
+    warmup_s: float = 2.0
+    lanes: int = 64  # sessions interleaved in the open loop
+    timeout_s: float = 5.0  # a slower answer counts as an error
+    stage_clicks_s: float = 8.0  # closed loop of one for stage timings
+    # Also time stages on a server forced to exact search, same run.
+    compare_flat: bool = True
+    pin: bool = True  # server and load generator on different cores
+    start_timeout_s: float = 300.0
+    scale_sizes: list[int] = field(default_factory=lambda: [
+        100_000, 1_000_000, 10_000_000])
+    scale_kinds: list[str] = field(default_factory=lambda: [
+        "flat", "hnsw", "ivf"])
+    scale_dim: int = 64
+    scale_queries: int = 200
+    scale_k: int = 20
+    scale_recall_goal: float = 0.95
+    # HNSW builds take minutes per million rows on two cores; above
+    # this size the scale table uses IVF only.
+    scale_hnsw_max_rows: int = 1_000_000
+    train_epochs: int = 1
+    train_threads: int = 2
 
 
 @dataclass
@@ -104,6 +186,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     artifacts_dir: str = "artifacts"
     # Datasets the main job trains and evaluates; the first is served.
     datasets: list[str] = field(default_factory=lambda: ["hm", "yoochoose"])

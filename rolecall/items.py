@@ -27,6 +27,7 @@ class Catalog:
     genders: np.ndarray  # object arrays of role strings or None
     age_groups: np.ndarray
     departments: list[str | None]
+    sizes: list[list[str]]  # sizes in stock; empty: one size, fits all
 
     def __post_init__(self):
         self.index = {item: i for i, item in enumerate(self.item_ids)}
@@ -55,13 +56,14 @@ class Catalog:
 def load_catalog(con, dataset: str) -> Catalog:
     cols = ", ".join(FEATURES)
     rows = con.execute(
-        f"SELECT item_id, name, {cols} FROM items WHERE dataset = ? "
+        f"SELECT item_id, name, {cols}, sizes FROM items "
+        f"WHERE dataset = ? "
         f"ORDER BY item_id", [dataset]).fetchall()
     if not rows:
         raise ValueError(f"no items for dataset '{dataset}' in DuckDB; "
                          "run the ingest stage first")
     item_ids = [r[0] for r in rows]
-    values = [r[2:] for r in rows]
+    values = [r[2:-1] for r in rows]
     vocabs, columns = {}, []
     for j, field in enumerate(FEATURES):
         seen = sorted({v[j] for v in values if v[j] is not None})
@@ -78,4 +80,5 @@ def load_catalog(con, dataset: str) -> Catalog:
         names=[r[1] for r in rows],
         genders=np.array([v[g] for v in values], dtype=object),
         age_groups=np.array([v[a] for v in values], dtype=object),
-        departments=[v[FEATURES.index("department")] for v in values])
+        departments=[v[FEATURES.index("department")] for v in values],
+        sizes=[r[-1].split(",") if r[-1] else [] for r in rows])

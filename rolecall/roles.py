@@ -95,3 +95,61 @@ def fits(role: Role, item_gender: str | None,
     if role.gender in (None, "unisex") or item_gender in (None, "unisex"):
         return True
     return item_gender == role.gender
+
+
+# Filter values a shop sends, mapped to the person they describe.
+_FILTER_GENDERS = {"women": ("women", "adult"), "ladies": ("women", "adult"),
+                   "men": ("men", "adult"), "girls": ("girls", "child"),
+                   "boys": ("boys", "child"), "kids": ("unisex", "child"),
+                   "children": ("unisex", "child"),
+                   "baby": ("unisex", "baby")}
+
+
+def role_from_filters(filters: dict[str, str]) -> Role | None:
+    """The role a filter event names, if it names one (gender / age)."""
+    gender = (filters.get("gender") or "").lower()
+    age = (filters.get("age_group") or "").lower() or None
+    if gender in _FILTER_GENDERS:
+        g, default_age = _FILTER_GENDERS[gender]
+        return Role(g, age if age in AGE_GROUPS else default_age)
+    if age in AGE_GROUPS:
+        return Role("unisex", age)
+    return None
+
+
+def same_person(a: Role, b: Role) -> bool:
+    """Whether two decisive roles can be the same shopper."""
+    return fits(a, b.gender, b.age_group)
+
+
+def next_role(active: Role | None, seen: Role) -> tuple[Role, bool]:
+    """The active role after a decisive event, and whether it switched.
+
+    A role that fits the active one refines it (a unisex child becomes a
+    girl) without a switch; one that does not fit switches at once.
+    """
+    if active is None:
+        return seen, False
+    if same_person(active, seen):
+        if active.gender in (None, "unisex") and seen.gender not in (
+                None, "unisex"):
+            return Role(seen.gender, active.age_group, active.size), False
+        return active, False
+    return seen, True
+
+
+def active_first(event_roles: list[str | None],
+                 active: str | None) -> list[int]:
+    """Event order for encoding: other roles' events first, then the
+    active role's (and undecided) events, each in time order, so the
+    session tower's recency weighting falls on the active role."""
+    others = [i for i, r in enumerate(event_roles)
+              if r is not None and r != active]
+    mine = [i for i, r in enumerate(event_roles)
+            if r is None or r == active]
+    return others + mine
+
+
+def size_fits(size: str | None, item_sizes: list[str] | None) -> bool:
+    """Unknown sizes on either side fit: only a known mismatch excludes."""
+    return size is None or not item_sizes or size in item_sizes

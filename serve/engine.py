@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from rolecall.bundle import Bundle
-from rolecall.config import RankingConfig
+from rolecall.config import RankingConfig, ServeConfig
 from rolecall.events import EVENT_INDEX
-from rolecall.roles import Role
+from rolecall.index import build_index, choose
+from rolecall.roles import Role, active_first, size_fits
 from rolecall.scoring import blend, softmax, top_k
+from serve import session_roles
 from serve.sessions import Session
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ class Answer:
 
 
 class Engine:
-    def __init__(self, bundle: Bundle, ranking: RankingConfig):
+    def __init__(self, bundle: Bundle, ranking: RankingConfig,
+                 serve: ServeConfig | None = None):
         self.bundle = bundle
         self.ranking = ranking
         trained = bundle.config["ranking"]
@@ -55,14 +58,34 @@ class Engine:
         self.item_v = torch.from_numpy(np.ascontiguousarray(vecs[:, :-1]))
         self.unit_v = vecs[:, :-1] / np.maximum(
             np.linalg.norm(vecs[:, :-1], axis=1, keepdims=True), 1e-12)
-        self.item_index = bundle.item_index
+        self._use_indexes(serve or ServeConfig())
         self.names = bundle.items["name"]
         self.genders = bundle.items["gender"]
         self.ages = bundle.items["age_group"]
         self.index = {item: i for i, item in enumerate(bundle.item_ids)}
         # The cold start answer: the items the model rates likeliest a
         # priori (their bias), what an empty session would be shown.
-        self.popular = np.argsort(-vecs[:, -1], kind="stable")[:1000]
+        self.prior_order = np.argsort(-vecs[:, -1], kind="stable")
+        self.popular = self.prior_order[:1000]
+        self.genders_a = np.array(self.genders, dtype=object)
+        self.ages = np.array(self.ages, dtype=object)
+        self.no_age = np.array([a is None for a in self.ages])
+        self.any_gender = np.array([g in (None, "unisex")
+                                    for g in self.genders])
+        self.sizes = bundle.items.get("sizes") or [[]] * len(vecs)
+        self._fit_cache: dict[tuple, np.ndarray] = {}
+
+    def _use_indexes(self, serve: ServeConfig) -> None:
+        """Approximate indexes for large catalogues and banks (issue 7)."""
+        vecs, params = self.bundle.item_vectors, serve.index
+        self.item_index = self.bundle.item_index  # exact, as exported
+        if choose(serve.item_index, len(vecs), params) != "flat":
+            self.item_index = build_index(vecs, serve.item_index, params,
+                                          k=self.ranking.candidates)
+        bank = self.bundle.bank
+        if choose(serve.lookalike_index, len(bank), params) != "flat":
+            bank.reindex(serve.lookalike_index, params,
+                         k=self.ranking.lookalikes)
 
     @property
     def version(self) -> str:
@@ -70,6 +93,7 @@ class Engine:
 
     def role_of(self, item: int) -> Role:
         return Role(self.genders[item], self.ages[item])
+
 
     @torch.inference_mode()
     def encode(self, items: list[int], types: list[int]) -> np.ndarray:
@@ -84,11 +108,16 @@ class Engine:
     def recommend(self, session: Session, k: int) -> Answer:
         t0 = time.perf_counter()
         events = session.item_events()
+        role = session_roles.active(session)
         timing: dict[str, float] = {}
         if not events:
-            return Answer(self._cold(k), None, timing)
-        items = [e.item for e in events]
-        types = [EVENT_INDEX[e.event_type] for e in events]
+            return Answer(self._backfill(k, set(), role), role, timing)
+        order = list(range(len(events)))
+        if self.ranking.role_encoding == "active_first":
+            order = active_first([e.role for e in events],
+                                 session.active_role)
+        items = [events[i].item for i in order]
+        types = [EVENT_INDEX[events[i].event_type] for i in order]
         xq = self.encode(items, types)[None, :].astype(np.float32)
         t1 = time.perf_counter()
         D, I = self.item_index.search(xq, self.ranking.candidates)
@@ -101,17 +130,47 @@ class Engine:
         cand, score, m, v = blend(I[0], softmax(D[0].astype(np.float64)),
                                   votes.indices, votes.data, self.weight,
                                   seen)
+        cand, score, m, v = self._follow_role(role, cand, score, m, v)
         best = top_k(cand, score, k)
         answer = [Scored(int(cand[j]), float(score[j]), float(m[j]),
                          float(v[j]), "") for j in best]
         self._explain(answer, items, Ib[0])
         if len(answer) < k:
-            answer += self._cold(k - len(answer),
-                                 skip={a.item for a in answer} | set(items))
+            skip = {a.item for a in answer} | set(items)
+            answer += self._backfill(k - len(answer), skip, role)
         t4 = time.perf_counter()
         timing.update(encode=_ms(t1 - t0), item_search=_ms(t2 - t1),
                       lookalike_search=_ms(t3 - t2), rank=_ms(t4 - t3))
-        return Answer(answer, self.role_of(items[-1]), timing)
+        return Answer(answer, role, timing)
+
+    def fits(self, role: Role | None) -> np.ndarray | None:
+        """Catalogue mask of items that suit the role (cached per role)."""
+        if role is None or self.ranking.role_mode == "off":
+            return None
+        size = role.size if self.ranking.size_filter else None
+        key = (role.gender, role.age_group, size)
+        mask = self._fit_cache.get(key)
+        if mask is None:
+            age_ok = (self.ages == role.age_group) | self.no_age
+            if role.gender in (None, "unisex"):
+                gender_ok = np.ones(len(self.ages), bool)
+            else:
+                gender_ok = (self.genders_a == role.gender) | self.any_gender
+            mask = age_ok & gender_ok
+            if size is not None:
+                mask &= np.array([size_fits(size, s) for s in self.sizes])
+            self._fit_cache[key] = mask
+        return mask
+
+    def _follow_role(self, role, cand, score, m, v):
+        mask = self.fits(role)
+        if mask is None:
+            return cand, score, m, v
+        ok = mask[cand]
+        if self.ranking.role_mode == "filter":
+            return cand[ok], score[ok], m[ok], v[ok]
+        factor = np.where(ok, 1.0, self.ranking.role_demotion)
+        return cand, score * factor, m * factor, v * factor
 
     def _explain(self, answer: list[Scored], items: list[int],
                  neighbours: np.ndarray) -> None:
@@ -134,9 +193,18 @@ class Engine:
             else:
                 a.reason = f"goes with {self.names[near] or 'your click'}"
 
-    def _cold(self, k: int, skip: set[int] | None = None) -> list[Scored]:
-        skip = skip or set()
-        picks = [int(i) for i in self.popular if int(i) not in skip][:k]
+    def _backfill(self, k: int, skip: set[int],
+                  role: Role | None) -> list[Scored]:
+        """Most likely items a priori that suit the role: fills the
+        answer up to k when the blend offers fewer eligible items."""
+        mask = self.fits(role)
+        picks = []
+        for i in self.prior_order:
+            i = int(i)
+            if i not in skip and (mask is None or mask[i]):
+                picks.append(i)
+                if len(picks) == k:
+                    break
         return [Scored(i, 0.0, 0.0, 0.0, "popular right now")
                 for i in picks]
 

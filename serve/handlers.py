@@ -10,7 +10,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from serve import app as app_keys
+from serve import catalog_routes, demo, openapi
 from serve.engine import Answer, Engine
+from serve import session_roles
 from serve.errors import ApiError, from_validation
 from serve.metrics import (BUNDLE, SESSIONS, exposition, observe_stages)
 from serve.schemas import EventIn
@@ -23,7 +25,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/events", post_event)
     app.router.add_get("/v1/recommendations", get_recommendations)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/ping", ping)  # the bench's floor
     app.router.add_get("/metrics", metrics)
+    catalog_routes.add_routes(app)
+    openapi.add_routes(app)
+    demo.add_routes(app)
 
 
 async def read_json(request: web.Request) -> object:
@@ -77,6 +83,8 @@ def _answer_body(engine: Engine, session: Session, answer: Answer,
             "lookalike_sessions": a.voters})
     return {"session_id": session.session_id, "user_id": session.user_id,
             "role": answer.role.as_dict() if answer.role else None,
+            "roles_seen": [{"key": key, **ctx}
+                           for key, ctx in session.roles.items()],
             "events": len(session.events), "recommendations": recs,
             "bundle": engine.version, "timing_ms": timing}
 
@@ -123,6 +131,9 @@ async def post_event(request: web.Request) -> web.Response:
     if body.device_id:
         session.device_id = body.device_id
     limit = request.app[app_keys.CONFIG].serve.max_events_per_session
+    change = session_roles.apply(
+        session, event,
+        engine.role_of(event.item) if event.item is not None else None)
     session.events = (session.events + [event])[-limit:]
     session.last_seen = time.time()
     store.put(session)
@@ -132,10 +143,26 @@ async def post_event(request: web.Request) -> web.Response:
     timing = {"parse": round((t1 - t0) * 1000, 3),
               "session_update": round((t2 - t1) * 1000, 3),
               **answer.timing_ms}
-    observe_stages(timing)
     body_out = _answer_body(engine, session, answer, timing)
-    body_out.update(event_id=event.event_id, accepted=True)
-    return web.json_response(body_out)
+    body_out.update(event_id=event.event_id, accepted=True,
+                    switched=change.switched,
+                    previous_role=change.previous if change.switched
+                    else None)
+    return _timed_json(body_out, timing)
+
+
+def _timed_json(body: dict, timing: dict[str, float]) -> web.Response:
+    """The JSON answer, its own encoding time in timing["serialize"].
+
+    The timing block is appended after the rest is encoded, so the stage
+    covers all of the answer but those few bytes.
+    """
+    t0 = time.perf_counter()
+    head = json.dumps({k: v for k, v in body.items() if k != "timing_ms"})
+    timing["serialize"] = round((time.perf_counter() - t0) * 1000, 3)
+    observe_stages(timing)
+    text = f'{head[:-1]}, "timing_ms": {json.dumps(timing)}}}'
+    return web.Response(text=text, content_type="application/json")
 
 
 async def get_recommendations(request: web.Request) -> web.Response:
@@ -151,6 +178,11 @@ async def get_recommendations(request: web.Request) -> web.Response:
     answer = engine.recommend(session, k)
     return web.json_response(_answer_body(engine, session, answer,
                                           answer.timing_ms))
+
+
+async def ping(request: web.Request) -> web.Response:
+    """Does no work: its latency is the server's and network's floor."""
+    return web.json_response({"ok": True})
 
 
 async def healthz(request: web.Request) -> web.Response:

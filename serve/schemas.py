@@ -58,10 +58,18 @@ class RoleOut(BaseModel):
     key: str
 
 
+class RoleContextOut(BaseModel):
+    key: str
+    gender: str | None
+    age_group: str | None
+    size: str | None
+
+
 class RecommendationsOut(BaseModel):
     session_id: str
     user_id: str | None
     role: RoleOut | None
+    roles_seen: list[RoleContextOut]
     events: int
     recommendations: list[Recommendation]
     bundle: str
@@ -71,6 +79,8 @@ class RecommendationsOut(BaseModel):
 class EventOut(RecommendationsOut):
     event_id: str
     accepted: bool = True
+    switched: bool  # the active role changed at this event
+    previous_role: str | None = None
 
 
 class ErrorOut(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 
@@ -20,18 +20,33 @@ class Event:
     item: int | None = None  # catalogue index
     filters: dict | None = None
     user_id: str | None = None
+    role: str | None = None  # role key this event was for, when decisive
 
 
 @dataclass
 class Session:
+    """One visit. Plain data only, so any store can hold it as JSON."""
+
     session_id: str
     user_id: str | None = None
     device_id: str | None = None
     events: list[Event] = field(default_factory=list)
     last_seen: float = field(default_factory=time.time)
+    active_role: str | None = None
+    # role key -> {"gender", "age_group", "size"} as last seen
+    roles: dict[str, dict] = field(default_factory=dict)
 
     def item_events(self) -> list[Event]:
         return [e for e in self.events if e.item is not None]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Session:
+        data = dict(data)
+        data["events"] = [Event(**e) for e in data.get("events", [])]
+        return cls(**data)
 
 
 class SessionStore(Protocol):

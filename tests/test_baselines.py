@@ -58,6 +58,10 @@ def test_make_baseline_checks_names_and_params():
         make_baseline("gru")
     with pytest.raises(TypeError):
         make_baseline("vsknn", kk=7)
+    with pytest.raises(ValueError, match="weighting"):
+        make_baseline("vsknn", weighting="log")
+    with pytest.raises(ValueError, match="similarity"):
+        make_baseline("vstan", similarity="jaccard")
 
 
 def test_popularity_counts_every_click():

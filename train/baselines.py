@@ -296,6 +296,10 @@ class VSkNNParams:
     weighting: Literal["linear", "div", "same"] = "linear"
     idf: bool = True  # better on both validation sets
 
+    def __post_init__(self) -> None:
+        if self.weighting not in ("linear", "div", "same"):
+            raise ValueError(f"unknown weighting {self.weighting!r}")
+
 
 class VSkNN(Baseline):
     """Vector-multiplication session kNN (Ludewig & Jannach 2018)."""
@@ -313,9 +317,7 @@ class VSkNN(Baseline):
             return (n - j) / n
         if kind == "div":
             return 1.0 / (j + 1.0)
-        if kind == "same":
-            return np.ones(n)
-        raise ValueError(f"unknown weighting {kind!r}")
+        return np.ones(n)  # "same"; other names fail in VSkNNParams
 
     def _score(self, prefix: np.ndarray) -> np.ndarray:
         out = np.zeros(self.n_items, np.float32)
@@ -350,6 +352,10 @@ class VSTANParams:
     lambda_inh: float = 4.0
     similarity: Literal["dot", "cosine"] = "dot"  # cosine lost on both
     idf: bool = True
+
+    def __post_init__(self) -> None:
+        if self.similarity not in ("dot", "cosine"):
+            raise ValueError(f"unknown similarity {self.similarity!r}")
 
 
 class VSTAN(Baseline):

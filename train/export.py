@@ -37,7 +37,8 @@ def versions() -> dict[str, str]:
 def _items_json(data: SessionData) -> dict:
     cat = data.catalog
     cols = {"item_id": cat.item_ids, "name": cat.names,
-            "gender": list(cat.genders), "age_group": list(cat.age_groups)}
+            "gender": list(cat.genders), "age_group": list(cat.age_groups),
+            "sizes": cat.sizes}
     for j, field in enumerate(FEATURES):
         if field in ("gender", "age_group"):
             continue

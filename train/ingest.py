@@ -4,7 +4,8 @@ Schema (one row per thing, every table keyed by `dataset` first):
 
 - items(dataset, item_id, name, product_type, product_group, appearance,
   colour, colour_value, colour_master, department, index_name,
-  index_group, section, garment_group, gender, age_group, size_band)
+  index_group, section, garment_group, gender, age_group, size_band,
+  sizes)
 - events(dataset, event_id, ts, session_id, user_id, device_id, item_id,
   event_type, filters, price, quantity, source, seq)
 - customers(dataset, user_id, age, club_status, news_frequency)
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS items (
     colour VARCHAR, colour_value VARCHAR, colour_master VARCHAR,
     department VARCHAR, index_name VARCHAR, index_group VARCHAR,
     section VARCHAR, garment_group VARCHAR, gender VARCHAR,
-    age_group VARCHAR, size_band VARCHAR);
+    age_group VARCHAR, size_band VARCHAR, sizes VARCHAR);
+ALTER TABLE items ADD COLUMN IF NOT EXISTS sizes VARCHAR;
 CREATE TABLE IF NOT EXISTS events (
     dataset VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
     ts TIMESTAMP NOT NULL, session_id VARCHAR NOT NULL, user_id VARCHAR,
@@ -187,6 +189,32 @@ def _role_row(group, section, index_name):
     return role.gender, role.age_group, role.size
 
 
+# H&M publishes no sizes per article. These are SIMULATED, seeded by the
+# article id (so re-ingesting gives the same): each size of an article's
+# size run is in stock with probability 0.8. Accessories and socks have
+# no sizes and fit everyone.
+SIMULATED_SIZES = """
+UPDATE items SET sizes = array_to_string(list_filter(
+    CASE
+      WHEN size_band = '50-98' THEN list_transform(range(50, 99, 6),
+                                                   lambda n: n::VARCHAR)
+      WHEN size_band = '92-140' THEN list_transform(range(92, 141, 6),
+                                                    lambda n: n::VARCHAR)
+      WHEN size_band = '134-170' THEN list_transform(range(134, 171, 6),
+                                                     lambda n: n::VARCHAR)
+      WHEN age_group = 'adult' AND product_group = 'Shoes'
+        THEN CASE WHEN gender = 'men'
+                  THEN ['40', '41', '42', '43', '44', '45', '46']
+                  ELSE ['36', '37', '38', '39', '40', '41'] END
+      WHEN age_group = 'adult' AND (product_group LIKE 'Garment%'
+           OR product_group IN ('Underwear', 'Swimwear', 'Nightwear'))
+        THEN ['XS', 'S', 'M', 'L', 'XL']
+      ELSE []::VARCHAR[] END,
+    lambda s: hash(item_id || '/' || s) % 100 < 80), ',')
+WHERE dataset = 'hm'
+"""
+
+
 def _ingest_hm(con, raw: Path) -> None:
     articles, trans, custs = (raw / HM_ARTICLES, raw / HM_TRANSACTIONS,
                               raw / HM_CUSTOMERS)
@@ -205,11 +233,12 @@ def _ingest_hm(con, raw: Path) -> None:
             perceived_colour_value_name, perceived_colour_master_name,
             department_name, a.index_name, index_group_name,
             section_name, garment_group_name, r.gender, r.age_group,
-            r.size_band
+            r.size_band, NULL
         FROM {art} a LEFT JOIN role_map r
           ON r.index_group IS NOT DISTINCT FROM a.index_group_name
          AND r.section IS NOT DISTINCT FROM a.section_name
          AND r.index_name IS NOT DISTINCT FROM a.index_name""")
+    con.execute(SIMULATED_SIZES)
     # A basket (customer, day, channel) is a session; a repeated row of
     # one article is a quantity. There is no time of day, so ts keeps
     # the basket's row order as seconds after midnight.
