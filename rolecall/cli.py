@@ -1,7 +1,9 @@
 """One console entry point: `rolecall <stage> [hydra overrides]`.
 
-Stages: ingest, train, evaluate, serve, main (ingest, train every
-dataset in `datasets`, then serve the first one's bundle). Every stage
+Stages: ingest, train, evaluate, roles (the role evaluation), serve,
+main (ingest, train every dataset in `datasets`, then serve the first
+one's bundle), bench (load,
+per-stage, index scale and training throughput tables). Every stage
 takes Hydra overrides, e.g. `rolecall train data=yoochoose train.epochs=3`.
 """
 
@@ -22,7 +24,8 @@ log = logging.getLogger(__name__)
 # An absolute path: Hydra reads a relative one as a Python package when
 # it is called from an installed console script.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-STAGES = ("ingest", "train", "evaluate", "serve", "main")
+STAGES = ("ingest", "train", "evaluate", "roles", "serve", "main",
+          "bench")
 _stage = {"name": "main"}
 
 
@@ -32,7 +35,7 @@ def _out_dir() -> Path:
 
 def stage_ingest(cfg: DictConfig) -> None:
     from train.ingest import ingest
-    ingest(cfg.data)
+    ingest(cfg.data, online_dir=cfg.serve.event_log_dir)
 
 
 def stage_train(cfg: DictConfig) -> None:
@@ -48,9 +51,19 @@ def stage_evaluate(cfg: DictConfig) -> None:
     print(report.to_markdown())
 
 
+def stage_roles(cfg: DictConfig) -> None:
+    from train.pipeline import run_roles
+    run_roles(cfg, _out_dir())
+
+
 def stage_serve(cfg: DictConfig) -> None:
     from serve.server import run
     run(cfg)
+
+
+def stage_bench(cfg: DictConfig) -> None:
+    from rolecall.bench import run_bench
+    run_bench(cfg, _out_dir())
 
 
 def stage_main(cfg: DictConfig) -> None:

@@ -14,6 +14,9 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from rolecall.config import IndexConfig
+from rolecall.index import build_index
+
 
 def normalize(x: np.ndarray) -> np.ndarray:
     """Unit rows: look-alikes are compared by direction (cosine)."""
@@ -55,6 +58,36 @@ class Bank:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def add(self, vectors: np.ndarray, futures_rows: sp.spmatrix,
+            session_ids: list[str]) -> None:
+        """Append states (searchable at once) without a retrain.
+
+        Works for any faiss index that takes `add` (flat, HNSW). Not
+        safe beside a search in another thread: callers add on the
+        thread that searches.
+        """
+        vectors = normalize(vectors)
+        n = len(vectors)
+        if futures_rows.shape != (n, self.futures.shape[1]) or len(
+                session_ids) != n:
+            raise ValueError(
+                f"expected {n} futures rows of {self.futures.shape[1]} "
+                f"items and {n} session ids, found "
+                f"{futures_rows.shape} and {len(session_ids)}")
+        if n == 0:
+            return
+        self.index.add(vectors)
+        self.vectors = np.concatenate([self.vectors, vectors])
+        # Copies the matrix: fine for the trickle of finished sessions,
+        # not for bulk loads (those belong in a retrain).
+        self.futures = sp.vstack([self.futures, futures_rows.tocsr()],
+                                 format="csr")
+        self.session_ids = [*self.session_ids, *session_ids]
+
+    def reindex(self, kind: str, params: IndexConfig, k: int = 0) -> None:
+        """Search another index kind; evaluation keeps the exact one."""
+        self.index = build_index(self.vectors, kind, params, k=k)
+
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray,
                                                       np.ndarray]:
         k = min(k, len(self))
@@ -62,6 +95,25 @@ class Bank:
             n = len(xq)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         return self.index.search(normalize(xq), k)
+
+    def forget(self, session_ids: set[str]) -> int:
+        """Stop the states of these sessions from voting or being named.
+
+        FAISS indexes cannot drop rows cheaply, so the rows stay but
+        their futures become empty and their ids anonymous; the next
+        bundle leaves them out for good.
+        """
+        rows = [i for i, s in enumerate(self.session_ids)
+                if s in session_ids]
+        if not rows:
+            return 0
+        keep = np.ones(len(self.session_ids))
+        keep[rows] = 0.0
+        self.futures = (sp.diags(keep) @ self.futures).tocsr()
+        self.futures.eliminate_zeros()
+        for i in rows:
+            self.session_ids[i] = "forgotten"
+        return len(rows)
 
     def weights(self, D: np.ndarray, I: np.ndarray) -> np.ndarray:
         """Neighbour weights: sharper than raw cosine, summing to one."""

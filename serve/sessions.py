@@ -56,6 +56,8 @@ class SessionStore(Protocol):
 
     def delete(self, session_id: str) -> None: ...
 
+    def items(self) -> list[tuple[str, Session]]: ...
+
     def __len__(self) -> int: ...
 
 
@@ -77,6 +79,10 @@ class MemoryStore:
 
     def delete(self, session_id: str) -> None:
         self._data.pop(session_id, None)
+
+    def items(self):
+        """(session_id, session) pairs; for admin scans, not per click."""
+        return list(self._data.items())
 
     def __len__(self) -> int:
         return len(self._data)

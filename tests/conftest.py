@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rolecall.config import Config, DataConfig
+from rolecall.config import Config, DataConfig, ServeConfig
 from train.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,16 @@ def tiny_config(db: Path, artifacts: Path, name: str = "hm") -> Config:
     cfg.eval.blend_grid = [0.0, 0.5]
     cfg.eval.baselines = ["pop"]
     cfg.artifacts_dir = str(artifacts)
+    # Beside the artifacts, so no test logs events into the repo.
+    cfg.serve.event_log_dir = str(Path(artifacts).parent / "events")
+    # Exact search: building HNSW over 105k items takes most of a
+    # minute on these cores, and tests want exact answers anyway.
+    cfg.serve.item_index = "flat"
+    cfg.serve.lookalike_index = "flat"
     return cfg
+
+
+EXACT = ServeConfig(item_index="flat", lookalike_index="flat")
 
 
 @pytest.fixture(scope="session")

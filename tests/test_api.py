@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rolecall.bundle import load
+from tests.conftest import EXACT
 from serve.app import STORE, make_app
 from serve.engine import Engine
 
@@ -12,7 +13,7 @@ from serve.engine import Engine
 @pytest.fixture(scope="module")
 def engine(tiny_bundle):
     from rolecall.config import RankingConfig
-    return Engine(load(tiny_bundle), RankingConfig())
+    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
 
 
 @pytest.fixture

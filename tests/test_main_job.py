@@ -38,6 +38,7 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
            f"data.duckdb_path={tmp_path / 'db.duckdb'}",
            f"artifacts_dir={tmp_path / 'artifacts'}",
            f"hydra.run.dir={run_dir}", f"serve.port={port}",
+           f"serve.event_log_dir={tmp_path / 'events'}",
            "data.max_train_sessions=1500", "data.max_eval_sessions=100",
            "model.dim=16", "train.epochs=1", "train.random_negatives=128",
            "train.threads=1", "eval.baselines=[pop,vsknn]",

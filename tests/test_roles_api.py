@@ -3,6 +3,7 @@
 import pytest
 
 from rolecall.bundle import load
+from tests.conftest import EXACT
 from rolecall.config import RankingConfig
 from serve.app import make_app
 from serve.engine import Engine
@@ -10,7 +11,7 @@ from serve.engine import Engine
 
 @pytest.fixture(scope="module")
 def engine(tiny_bundle):
-    return Engine(load(tiny_bundle), RankingConfig())
+    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
 
 
 @pytest.fixture

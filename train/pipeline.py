@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -88,7 +89,7 @@ def run_main(cfg: DictConfig, out_dir: Path) -> list[EvalReport]:
     """Ingest, then the offline chain for every dataset in cfg.datasets."""
     from train.ingest import ingest
     started = time.perf_counter()
-    ingest(cfg.data)
+    ingest(cfg.data, online_dir=cfg.serve.event_log_dir)
     reports = []
     for i, name in enumerate(cfg.datasets):
         log.info("offline chain %d/%d: %s", i + 1, len(cfg.datasets), name)
@@ -126,3 +127,34 @@ def evaluate_bundle(cfg: Config, out_dir: Path) -> EvalReport:
                          device)
     write_report(report, out_dir)
     return report
+
+
+def run_roles(cfg: Config, out_dir: Path, n_simulated: int = 300,
+              n_real: int = 600):
+    """The role evaluation table on real mixed baskets and simulation."""
+    from rolecall.bundle import load
+    from train.role_eval import evaluate_roles, real_mixed_sessions
+    from train.simulate import simulate
+    cfg = typed(cfg)
+    configure_threads(cfg.train.threads)
+    bundle = load(cfg.serve.bundle)
+    data = load_sessions(cfg.data)
+    fit = data.train + data.valid
+    from serve.engine import Engine
+    from train.role_eval import EXACT
+    engine = Engine(bundle, cfg.ranking, EXACT)
+    sources = {
+        "H&M test baskets that mix roles":
+            real_mixed_sessions(data.test.items, engine, n_real),
+        "simulated households (test-day baskets)":
+            simulate(data.test.items, data.catalog.genders,
+                     data.catalog.age_groups, n_simulated,
+                     seed=cfg.train.seed)}
+    tables = evaluate_roles(bundle, cfg.ranking, sources, fit.items,
+                            np.asarray(fit.start_ts))
+    text = "\n\n".join(t.to_markdown() for t in tables)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "roles.md").write_text(text)
+    print(text)
+    log.info("role evaluation written to %s", out_dir / "roles.md")
+    return tables

@@ -86,7 +86,8 @@ def load_sessions(cfg: DataConfig) -> SessionData:
         rows = con.execute(f"""
             WITH bounds AS (
                 SELECT max(ts)::DATE AS max_day FROM events
-                WHERE dataset = $1),
+                WHERE dataset = $1
+                  AND ($2 OR source IS DISTINCT FROM 'live')),
             sessions AS (
                 SELECT session_id, {_split_expr(cfg)} AS split,
                        epoch(min(ts)) AS start_ts,
@@ -95,9 +96,10 @@ def load_sessions(cfg: DataConfig) -> SessionData:
                        list(event_type ORDER BY seq) AS types
                 FROM events, bounds
                 WHERE dataset = $1 AND item_id IS NOT NULL
+                  AND ($2 OR source IS DISTINCT FROM 'live')
                 GROUP BY session_id, max_day)
             SELECT * FROM sessions ORDER BY start_ts, session_id
-            """, [cfg.name]).fetchall()
+            """, [cfg.name, cfg.include_live]).fetchall()
         lo, hi = con.execute(
             "SELECT min(ts)::VARCHAR, max(ts)::VARCHAR FROM events "
             "WHERE dataset = ?", [cfg.name]).fetchone()

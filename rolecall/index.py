@@ -1,0 +1,153 @@
+"""FAISS indexes chosen by size: exact search when small, HNSW when not.
+
+Exact (flat) search costs rows * dim multiply-adds per query: at the
+H&M catalogue (105k items) on one thread that is milliseconds per click,
+twice over with the look-alike bank. HNSW answers the same query in a
+fraction of that with recall@20 near one, paid for once at build time
+(seconds per 100k rows) and in memory (about 8 * M bytes of links per
+row). IVF builds much faster than HNSW at millions of rows, so the scale
+bench uses it there. Evaluation stays on exact search (train/evaluate.py)
+so that offline numbers never depend on an approximation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import faiss
+import numpy as np
+
+from rolecall.config import IndexConfig
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "flat", "hnsw", "ivf")
+
+
+def choose(kind: str, n_rows: int, params: IndexConfig) -> str:
+    """The concrete kind for n_rows: auto is flat below a size."""
+    if kind not in KINDS:
+        raise ValueError(f"index kind: one of {', '.join(KINDS)}; "
+                         f"found {kind!r}")
+    if kind != "auto":
+        return kind
+    return "flat" if n_rows < params.auto_flat_below else "hnsw"
+
+
+def nlist_for(n_rows: int, params: IndexConfig) -> int:
+    # About sqrt(n) lists balances the coarse search against each list's
+    # scan, and keeps k-means and assignment at 10M rows to a minute on
+    # two cores (4 * sqrt(n) would take several). At least one list,
+    # never more than rows / 39 (faiss's minimum points per centroid).
+    if params.ivf_nlist > 0:
+        return params.ivf_nlist
+    return max(1, min(int(math.sqrt(n_rows)), n_rows // 39))
+
+
+def build_index(xb: np.ndarray, kind: str = "auto",
+                params: IndexConfig | None = None,
+                metric: int = faiss.METRIC_INNER_PRODUCT,
+                k: int = 0, seed: int = 0) -> faiss.Index:
+    """An index over the rows of xb, searched by inner product.
+
+    k is the number of neighbours callers will ask for: HNSW keeps at
+    least that many candidates while searching, or recall at k drops.
+    """
+    params = params or IndexConfig()
+    xb = np.ascontiguousarray(xb, dtype=np.float32)
+    n, d = xb.shape
+    kind = choose(kind, n, params)
+    started = time.perf_counter()
+    if kind == "flat":
+        index = faiss.IndexFlat(d, metric)
+    elif kind == "hnsw" and _mips(xb, metric):
+        index = MipsAsL2(_hnsw(d + 1, params, faiss.METRIC_L2, k), xb)
+    elif kind == "hnsw":
+        index = _hnsw(d, params, metric, k)
+    else:
+        index = _ivf(xb, nlist_for(n, params), params, metric, seed)
+    if n:
+        index.add(xb)
+    log.info("%s index over %d x %d built in %.1fs", kind, n, d,
+             time.perf_counter() - started)
+    return index
+
+
+def _mips(xb: np.ndarray, metric: int) -> bool:
+    """Inner products over rows of unequal norms (item vectors)."""
+    if metric != faiss.METRIC_INNER_PRODUCT or not len(xb):
+        return False
+    norms = np.linalg.norm(xb, axis=1)
+    return bool(norms.max() - norms.min() > 1e-3)
+
+
+def _hnsw(d: int, params: IndexConfig, metric: int,
+          k: int) -> faiss.IndexHNSWFlat:
+    index = faiss.IndexHNSWFlat(d, params.hnsw_m, metric)
+    index.hnsw.efConstruction = params.hnsw_ef_construction
+    index.hnsw.efSearch = max(params.hnsw_ef_search, k)
+    return index
+
+
+class MipsAsL2:
+    """Inner-product search through an L2 index (MIPS-to-NN reduction).
+
+    Each row gets one more coordinate, sqrt(R^2 - |x|^2), so all rows
+    have norm R, and queries get 0 there: nearest in L2 is then largest
+    inner product. HNSW's graph finds L2 neighbours reliably, but not
+    inner-product ones among rows of unequal norms (recall@20 0.24 on
+    the tests' tiny bundle). search() answers inner products, as
+    IndexFlatIP does.
+    """
+
+    def __init__(self, index: faiss.Index, xb: np.ndarray):
+        self.index = index
+        self.radius2 = float((xb.astype(np.float64) ** 2).sum(1).max())
+        self.d = xb.shape[1]
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def hnsw(self):
+        return self.index.hnsw
+
+    def add(self, xb: np.ndarray) -> None:
+        sq = (xb.astype(np.float64) ** 2).sum(1)
+        extra = np.sqrt(np.maximum(self.radius2 - sq, 0.0))
+        self.index.add(np.hstack([xb, extra[:, None]]).astype(np.float32))
+
+    def search(self, xq: np.ndarray, k: int):
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        D, I = self.index.search(
+            np.hstack([xq, np.zeros((len(xq), 1), np.float32)]), k)
+        qq = (xq.astype(np.float64) ** 2).sum(1, keepdims=True)
+        # |q - x'|^2 = |q|^2 + R^2 - 2 q.x
+        return ((qq + self.radius2 - D) / 2).astype(np.float32), I
+
+
+def _ivf(xb: np.ndarray, nlist: int, params: IndexConfig, metric: int,
+         seed: int) -> faiss.Index:
+    d = xb.shape[1]
+    quantizer = faiss.IndexFlat(d, metric)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+    # k-means on a sample: 64 points per list are plenty for centroids,
+    # and training on all of 10M rows would dominate the build.
+    rows = min(len(xb), max(nlist * 64, params.ivf_train_rows))
+    rng = np.random.default_rng(seed)
+    sample = xb[np.sort(rng.choice(len(xb), rows, replace=False))]
+    index.cp.seed = seed
+    index.train(sample)
+    index.nprobe = min(params.ivf_nprobe, nlist)
+    return index
+
+
+def recall_at_k(I: np.ndarray, I_exact: np.ndarray) -> float:
+    """Share of the exact top k that the approximate top k also holds."""
+    k = I_exact.shape[1]
+    hits = sum(len(np.intersect1d(a[a >= 0], b[b >= 0]))
+               for a, b in zip(I[:, :k], I_exact))
+    return hits / max(int((I_exact >= 0).sum()), 1)

@@ -1,0 +1,232 @@
+"""The durable event log: every accepted event, on disk before the answer.
+
+The file format is rolecall/eventlog.py's: a new file per day, writer
+and past the size limit. Writes are group commits: the events that
+arrive while a batch is being written and fsync'ed form the next batch,
+and each request waits for the fsync of its own batch. One fsync thus
+serves every concurrent request, and nothing is answered 200 that a
+crash could lose.
+
+A crash can leave a torn last line (a batch half written, never
+acknowledged); reading skips it, and reopening cuts it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from rolecall.eventlog import PREFIX, SUFFIX, VERSION, file_day, log_files
+from serve.sessions import Event, Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+_EVENT_FIELDS = {f.name for f in fields(Event)}
+
+
+class EventLogError(OSError):
+    """The log could not write a batch; its events were not accepted."""
+
+
+class EventLog:
+    """Append-only, group-committed; open() and close() on the loop."""
+
+    def __init__(self, directory: str | Path, writer: int = 0,
+                 max_bytes: int = 64 << 20):
+        self.directory = Path(directory)
+        self.writer = writer
+        self.max_bytes = max_bytes
+        self.batches = 0  # fsyncs so far; a test sees batching in it
+        self._pending: list[tuple[bytes, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._file = None
+        self._path: Path | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._open_file)
+        self._task = asyncio.create_task(self._write_loop(),
+                                         name="event-log-writer")
+        log.info("event log in %s (writer %d)", self.directory,
+                 self.writer)
+
+    async def append(self, record: dict) -> None:
+        """Return once the record is on disk; raise EventLogError if not."""
+        if self._task is None or self._closing:
+            raise EventLogError("the event log is not open")
+        line = json.dumps(record, separators=(",", ":"),
+                          ensure_ascii=False).encode() + b"\n"
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((line, done))
+        self._wake.set()
+        await done
+
+    async def close(self) -> None:
+        """Write what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._commit(batch)
+            if self._closing and not self._pending:
+                return
+
+    async def _commit(self, batch: list[tuple[bytes, asyncio.Future]]):
+        data = b"".join(line for line, _ in batch)
+        try:
+            # Off the loop: requests keep arriving (and queue for the
+            # next batch) while the disk works.
+            await asyncio.to_thread(self._write, data)
+            error = None
+        except OSError as exc:
+            log.error("event log write of %d events failed: %s",
+                      len(batch), exc)
+            error = EventLogError(f"event log write failed: {exc}")
+        self.batches += 1
+        for _, done in batch:
+            if done.done():  # the request was cancelled meanwhile
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+    def _write(self, data: bytes) -> None:
+        if (self._file.tell() + len(data) > self.max_bytes
+                or file_day(self._path) != _today()):
+            self._file.close()
+            self._open_file()
+        start = self._file.tell()
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError:
+            # Leave no half batch for the next one to follow.
+            self._file.truncate(start)
+            raise
+
+    def _open_file(self) -> None:
+        series = f"{PREFIX}{_today()}-w{self.writer}-"
+        mine = [p for p in log_files(self.directory)
+                if p.name.startswith(series)]
+        if mine and mine[-1].stat().st_size < self.max_bytes:
+            path = mine[-1]
+            _cut_torn_tail(path)
+        else:
+            n = int(mine[-1].stem.rsplit("-", 1)[1]) + 1 if mine else 0
+            path = self.directory / f"{series}{n:04d}{SUFFIX}"
+        self._path = path
+        self._file = path.open("ab")
+        if not mine or path != mine[-1]:
+            _fsync_dir(self.directory)  # the new name survives a crash
+
+
+def _today() -> str:
+    return time.strftime("%Y%m%d", time.gmtime())
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drop a last line without its newline: a batch never acknowledged."""
+    with path.open("r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(max(size - 1, 0))
+        if f.read(1) == b"\n":
+            return
+        # Scan back for the last complete line.
+        pos = size
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                pos = pos - step + cut + 1
+                break
+            pos -= step
+        f.truncate(pos)
+        f.flush()
+        os.fsync(f.fileno())
+    log.warning("%s: cut a torn last line (%d bytes) left by a crash",
+                path, size - pos)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def record(session_id: str, user_id: str | None, device_id: str | None,
+           event: Event, item_id: str | None, dataset: str) -> dict:
+    """What rebuilds the event anywhere: the item by id, not position."""
+    data = asdict(event)
+    data.pop("item")
+    data["item_id"] = item_id
+    return {"v": VERSION, "logged_at": time.time(), "dataset": dataset,
+            "session_id": session_id, "user_id": user_id,
+            "device_id": device_id, "event": data}
+
+
+def event_of(rec: dict, index: dict[str, int]) -> Event:
+    """The Event of a record; fields this code does not know are dropped.
+
+    An item missing from the served catalogue keeps the event, itemless.
+    """
+    data = {k: v for k, v in rec["event"].items() if k in _EVENT_FIELDS}
+    item_id = rec["event"].get("item_id")
+    data["item"] = None if item_id is None else index.get(item_id)
+    return Event(**data)
+
+
+def rebuild(records: Iterable[dict], index: dict[str, int],
+            store: SessionStore, ttl_s: float, max_events: int,
+            apply: Callable[[Session, Event], object] | None = None
+            ) -> int:
+    """Put the sessions seen within ttl_s back into the store.
+
+    Events are appended as POST /v1/events appends them, `apply` doing
+    what the handler does to a session before the append (roles).
+    Returns the number of sessions rebuilt.
+    """
+    sessions: dict[str, Session] = {}
+    for rec in records:
+        sid = rec["session_id"]
+        s = sessions.get(sid) or Session(sid)
+        s.user_id = rec.get("user_id") or s.user_id
+        s.device_id = rec.get("device_id") or s.device_id
+        event = event_of(rec, index)
+        if apply is not None:
+            apply(s, event)
+        s.events = (s.events + [event])[-max_events:]
+        s.last_seen = rec["logged_at"]
+        sessions[sid] = s
+    cutoff = time.time() - ttl_s
+    live = sorted((s for s in sessions.values() if s.last_seen >= cutoff),
+                  key=lambda s: s.last_seen)
+    for s in live:
+        store.put(s)  # least recent first, so an LRU cap keeps the latest
+    return len(live)

@@ -1,0 +1,68 @@
+"""Sessions in Redis, shared by every server process and host.
+
+Each session is one JSON value (Session.to_dict) under
+`<prefix>s:<session_id>` that expires session_ttl_s after its last
+event; a sorted set of last-seen times answers len() without a scan.
+
+The client is synchronous, like MemoryStore: a loopback round trip is
+a few tens of microseconds, small beside the per-click model work that
+already runs on the event loop (moving both to a pool is issue 7).
+Two processes updating one session at the same instant keep the later
+write; a visitor's clicks arrive one after another, so this is rare.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import redis
+
+from serve.sessions import Session
+
+log = logging.getLogger(__name__)
+
+
+class RedisStore:
+    def __init__(self, url: str, ttl_s: float = 86_400.0,
+                 prefix: str = "rolecall:"):
+        self.client = redis.Redis.from_url(url)
+        self.ttl_ms = max(int(ttl_s * 1000), 1)
+        self.prefix = prefix
+        self._seen = f"{prefix}seen"
+
+    def ping(self) -> None:
+        """Fail at start, not at the first click, if Redis is away."""
+        self.client.ping()
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}s:{session_id}"
+
+    def get(self, session_id: str) -> Session | None:
+        raw = self.client.get(self._key(session_id))
+        return None if raw is None else Session.from_dict(json.loads(raw))
+
+    def put(self, session: Session) -> None:
+        value = json.dumps(session.to_dict(), separators=(",", ":"))
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._key(session.session_id), value, px=self.ttl_ms)
+        pipe.zadd(self._seen, {session.session_id: now})
+        # Expired sessions leave the count in the same round trip.
+        pipe.zremrangebyscore(self._seen, "-inf",
+                              now - self.ttl_ms / 1000)
+        pipe.execute()
+
+    def delete(self, session_id: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self._key(session_id))
+        pipe.zrem(self._seen, session_id)
+        pipe.execute()
+
+    def __len__(self) -> int:
+        cutoff = time.time() - self.ttl_ms / 1000
+        return int(self.client.zcount(self._seen, cutoff, "+inf"))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,144 @@
+"""The bench's parts: index choice and recall, the load generator against
+the real app, the floor endpoint and the serialize stage."""
+
+import asyncio
+import json
+import sys
+from itertools import islice
+
+import faiss
+import numpy as np
+import pytest
+from aiohttp import web
+
+from rolecall.bench import free_port, write_sessions
+from rolecall.bundle import load
+from rolecall.config import IndexConfig, RankingConfig, ServeConfig
+from rolecall.index import build_index, choose, recall_at_k
+from rolecall.loadgen import clicks
+from serve.app import ENGINE, STORE, make_app
+from serve.engine import Engine
+
+
+def clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit rows around 50 centres: shaped like learned embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, d))
+    x = centres[rng.integers(0, 50, n)] + 0.5 * rng.standard_normal(
+        (n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def test_auto_picks_exact_when_small_hnsw_when_large():
+    p = IndexConfig(auto_flat_below=1000)
+    assert choose("auto", 999, p) == "flat"
+    assert choose("auto", 1000, p) == "hnsw"
+    assert choose("ivf", 10, p) == "ivf"
+    xb = clustered(1200, 16, 0)
+    assert isinstance(build_index(xb[:500], "auto", p), faiss.IndexFlat)
+    assert isinstance(build_index(xb, "auto", p), faiss.IndexHNSWFlat)
+    with pytest.raises(ValueError, match="one of"):
+        choose("annoy", 10, p)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_recall_at_20_against_exact(kind):
+    x = clustered(10_200, 32, 1)  # queries from the same clusters
+    xb, xq = x[:10_000], x[10_000:]
+    p = IndexConfig(hnsw_m=16, hnsw_ef_construction=40, ivf_nprobe=16)
+    _, I_exact = build_index(xb, "flat").search(xq, 20)
+    _, I = build_index(xb, kind, p).search(xq, 20)
+    assert recall_at_k(I, I_exact) >= 0.95
+    assert recall_at_k(I_exact, I_exact) == 1.0
+
+
+@pytest.fixture(scope="module")
+def exact_engine(tiny_bundle):
+    return Engine(load(tiny_bundle), RankingConfig(), ServeConfig(
+        item_index="flat", lookalike_index="flat"))
+
+
+def test_item_vectors_hnsw_keeps_inner_products(exact_engine):
+    """Item vectors have unequal norms: HNSW searches them via L2."""
+    xb = exact_engine.bundle.item_vectors[:8000]
+    xq = np.asarray(exact_engine.bundle.bank.vectors[:50])
+    xq = np.hstack([xq, np.ones((50, 1), np.float32)])
+    D_exact, I_exact = build_index(xb, "flat").search(xq, 20)
+    D, I = build_index(xb, "hnsw", IndexConfig()).search(xq, 20)
+    assert recall_at_k(I, I_exact) >= 0.95
+    # Scores stay inner products, as the blend expects.
+    assert D[:, 0] == pytest.approx(D_exact[:, 0], abs=1e-3)
+
+
+def test_engine_picks_indexes_from_serve_config(tiny_bundle,
+                                                exact_engine):
+    approx = Engine(load(tiny_bundle), RankingConfig(), ServeConfig(
+        item_index="flat", lookalike_index="hnsw"))
+    assert isinstance(approx.bundle.bank.index, faiss.IndexHNSWFlat)
+    assert isinstance(exact_engine.bundle.bank.index, faiss.IndexFlat)
+    xq = exact_engine.bundle.bank.vectors[100:150]
+    _, I_exact = exact_engine.bundle.bank.search(xq, 50)
+    _, I = approx.bundle.bank.search(xq, 50)
+    assert recall_at_k(I, I_exact) >= 0.95
+
+
+async def test_ping_floor_and_serialize_stage(aiohttp_client, tiny_cfg,
+                                              exact_engine):
+    client = await aiohttp_client(make_app(tiny_cfg, exact_engine))
+    r = await client.get("/v1/ping")
+    assert r.status == 200 and await r.json() == {"ok": True}
+    engine = client.app[ENGINE]
+    item = engine.bundle.item_ids[int(engine.popular[0])]
+    r = await client.post("/v1/events", json={
+        "session_id": "s", "event_type": "click", "item_id": item})
+    timing = (await r.json())["timing_ms"]
+    assert {"parse", "encode", "item_search", "lookalike_search",
+            "rank", "serialize"} <= set(timing)
+
+
+async def test_loadgen_replays_real_sessions_in_order_counts_errors(
+        tiny_cfg, exact_engine, tmp_path):
+    sessions_file = tmp_path / "sessions.json"
+    tiny_cfg.bench.max_sessions = 12
+    assert write_sessions(tiny_cfg, sessions_file) == 12
+    real = json.loads(sessions_file.read_text())
+    assert any(len(items) > 1 for _, items in real)
+    bad = ["bad", ["0000000000"]]  # not in the catalogue: a 422
+    sessions = [bad] + real
+    sessions_file.write_text(json.dumps(sessions))
+    app = make_app(tiny_cfg, exact_engine)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    rate, duration, lanes = 25, 1.0, 4
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rolecall.loadgen", "--url",
+            f"http://127.0.0.1:{port}", "--sessions", str(sessions_file),
+            "--rate", str(rate), "--duration", str(duration), "--lanes",
+            str(lanes), "--tag", "t", "--out", str(tmp_path / "r.json"))
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        store = app[STORE]
+        sent = list(islice(clicks(sessions, "t", lanes),
+                           int(rate * duration)))
+    finally:
+        await runner.cleanup()
+    result = json.loads((tmp_path / "r.json").read_text())
+    expected_errors = sum(item == "0000000000" for _, item in sent)
+    assert result["sent"] == len(sent) == 25
+    assert result["errors"] == expected_errors >= 1
+    assert result["error_kinds"] == {"http 422": expected_errors}
+    assert result["ok"] == len(sent) - expected_errors
+    assert result["latency_ms"]["p50"] > 0
+    by_session: dict[str, list[str]] = {}
+    for sid, item in sent:
+        if item != "0000000000":
+            by_session.setdefault(sid, []).append(item)
+    item_ids = app[ENGINE].bundle.item_ids
+    for sid, items in by_session.items():
+        held = store.get(sid)
+        assert held is not None, sid
+        ids = [item_ids[e.item] for e in held.item_events()]
+        assert ids == items  # replayed in the basket's order

@@ -1,0 +1,144 @@
+"""The durable event log: group commit, torn lines, crash and replay,
+and the online events reaching training through ingest."""
+
+import asyncio
+import os
+import shutil
+import signal
+from datetime import datetime, timezone
+
+import aiohttp
+
+from rolecall.eventlog import log_files, read_records
+from serve.eventlog import EventLog
+from servers import get, start_server, stop
+
+
+async def test_group_commit_writes_every_record_in_few_fsyncs(tmp_path):
+    log = EventLog(tmp_path)
+    await log.open()
+    await asyncio.gather(*(log.append({"v": 1, "n": i})
+                           for i in range(200)))
+    await log.close()
+    assert [r["n"] for r in read_records(tmp_path)] == list(range(200))
+    # Appends that arrive while a batch is on disk share the next fsync.
+    assert log.batches < 200
+
+
+async def test_torn_last_line_is_skipped_then_cut_on_reopen(tmp_path,
+                                                            caplog):
+    log = EventLog(tmp_path)
+    await log.open()
+    for i in range(3):
+        await log.append({"v": 1, "n": i})
+    await log.close()
+    path = log_files(tmp_path)[-1]
+    with path.open("ab") as f:
+        f.write(b'{"v": 1, "n": 3, "tor')  # a crash mid-batch
+    assert [r["n"] for r in read_records(tmp_path)] == [0, 1, 2]
+    assert "torn by a crash" in caplog.text
+    log = EventLog(tmp_path)
+    await log.open()
+    await log.append({"v": 1, "n": 4})
+    await log.close()
+    assert [r["n"] for r in read_records(tmp_path)] == [0, 1, 2, 4]
+
+
+def _items(bundle, n):
+    import json
+    items = json.loads((bundle / "items.json").read_text())
+    women = [i for i, g in zip(items["item_id"], items["gender"])
+             if g == "women"]
+    return women[:n]
+
+
+async def _load(base, items, acked, stop_at):
+    """Four sessions, eight clients at once, until stop_at are acked."""
+    async with aiohttp.ClientSession() as http:
+        async def client(c):
+            for j in range(1000):
+                if len(acked) >= stop_at:
+                    return
+                eid = f"c{c}-{j}"
+                body = {"session_id": f"crash-{c % 4}", "event_id": eid,
+                        "item_id": items[j % len(items)]}
+                async with http.post(f"{base}/v1/events",
+                                     json=body) as r:
+                    if r.status == 200:
+                        acked.append(eid)
+        await asyncio.gather(*(client(c) for c in range(8)),
+                             return_exceptions=True)
+
+
+async def test_sigkill_loses_no_acknowledged_event(tiny_bundle, tmp_path):
+    events = tmp_path / "events"
+    opts = (f"serve.event_log_dir={events}",)
+    proc, base = start_server(tiny_bundle, tmp_path, "a", *opts)
+    acked: list[str] = []
+    try:
+        load = asyncio.create_task(
+            _load(base, _items(tiny_bundle, 5), acked, 10**9))
+        while len(acked) < 60:
+            await asyncio.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # requests still in flight
+        proc.wait()
+        await load
+    finally:
+        stop(proc)
+    logged = [r for r in read_records(events)]
+    assert set(acked) <= {r["event"]["event_id"] for r in logged}
+    proc, base = start_server(tiny_bundle, tmp_path, "b", *opts)
+    try:
+        for s in range(4):
+            sid = f"crash-{s}"
+            body = get(f"{base}/v1/recommendations?session_id={sid}")
+            n_logged = sum(r["session_id"] == sid for r in logged)
+            n_acked = sum(e.startswith(f"c{c}-") for e in acked
+                          for c in range(s, 8, 4))
+            assert body["events"] == n_logged >= n_acked > 0
+    finally:
+        stop(proc)
+
+
+async def test_online_events_reach_training_through_ingest(
+        aiohttp_client, tiny_bundle, tiny_cfg, db_path, tmp_path):
+    from rolecall.bundle import load
+    from serve.app import make_app
+    from serve.engine import Engine
+    from train.ingest import connect, ingest_online
+    from train.sessions import load_sessions
+    tiny_cfg.serve.item_index = "flat"  # building HNSW: slower than this
+    engine = Engine(load(tiny_bundle), tiny_cfg.ranking, tiny_cfg.serve)
+    client = await aiohttp_client(make_app(tiny_cfg, engine))
+    # A visit inside the training days of the bundled week.
+    ts = datetime(2020, 9, 18, 12, tzinfo=timezone.utc).timestamp()
+    items = _items(tiny_bundle, 3)
+    for j, item in enumerate(items):
+        r = await client.post("/v1/events", json={
+            "session_id": "online-visit", "item_id": item,
+            "event_type": "purchase" if j == 2 else "click",
+            "ts": ts + j})
+        assert r.status == 200
+    await client.close()  # the log is closed and complete
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(db_path, db)  # the shared database stays as it is
+    con = connect(db)
+    try:
+        assert ingest_online(con, tiny_cfg.serve.event_log_dir) == 3
+        assert ingest_online(con, tiny_cfg.serve.event_log_dir) == 0
+        rows = con.execute(
+            "SELECT item_id, event_type, seq, source FROM events "
+            "WHERE session_id = 'online-visit' ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    assert rows == [(items[0], "click", 0, "live"),
+                    (items[1], "click", 1, "live"),
+                    (items[2], "purchase", 2, "live")]
+    cfg = tiny_cfg.data
+    cfg.duckdb_path, cfg.max_train_sessions = str(db), 0
+    assert "online-visit" not in load_sessions(cfg).train.session_ids
+    cfg.include_live = True
+    data = load_sessions(cfg)
+    at = data.train.session_ids.index("online-visit")
+    index = data.catalog.index
+    assert list(data.train.items[at]) == [index[i] for i in items]
