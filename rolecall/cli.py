@@ -1,10 +1,17 @@
 """One console entry point: `rolecall <stage> [hydra overrides]`.
 
-Stages: ingest, train, evaluate, roles (the role evaluation), serve,
-main (ingest, train every dataset in `datasets`, then serve the first
-one's bundle), bench (load,
-per-stage, index scale and training throughput tables). Every stage
-takes Hydra overrides, e.g. `rolecall train data=yoochoose train.epochs=3`.
+Stages:
+  ingest     raw files -> DuckDB (and the server's event log)
+  train      fit, evaluate and export one dataset (data=hm|yoochoose)
+  evaluate   evaluate an exported bundle again
+  roles      the role-switch evaluation on real and simulated sessions
+  stitching  anonymous against identified at the first click
+  serve      answer HTTP on serve.host:serve.port
+  main       ingest, train every dataset in `datasets`, serve the first
+  bench      load, per-stage, index-scale and training tables
+
+Every stage takes Hydra overrides, e.g.
+`rolecall train data=yoochoose train.epochs=3`.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ log = logging.getLogger(__name__)
 # An absolute path: Hydra reads a relative one as a Python package when
 # it is called from an installed console script.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-STAGES = ("ingest", "train", "evaluate", "roles", "serve", "main",
-          "bench")
+STAGES = ("ingest", "train", "evaluate", "roles", "stitching", "serve",
+          "main", "bench")
 _stage = {"name": "main"}
 
 
@@ -54,6 +61,11 @@ def stage_evaluate(cfg: DictConfig) -> None:
 def stage_roles(cfg: DictConfig) -> None:
     from train.pipeline import run_roles
     run_roles(cfg, _out_dir())
+
+
+def stage_stitching(cfg: DictConfig) -> None:
+    from train.pipeline import run_stitching
+    run_stitching(cfg, _out_dir())
 
 
 def stage_serve(cfg: DictConfig) -> None:

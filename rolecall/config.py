@@ -89,7 +89,7 @@ class RankingConfig:
     # the active role's events (active_only), or in time order (off); drop items that do not fit the active role
     # (filter), multiply their score by role_demotion (demote), or ignore
     # roles (off). A known size of the active role filters the same way.
-    role_encoding: str = "active_first"
+    role_encoding: str = "active_only"
     role_mode: str = "filter"
     role_demotion: float = 0.05
     size_filter: bool = True

@@ -209,8 +209,9 @@ class Engine:
             voters = valid[voted[:, j]]
             a.voters = [sessions[s] for s in voters[:3]]
             if a.lookalikes >= a.model and len(voters):
-                a.reason = (f"{len(voters)} look-alike sessions went on "
-                            f"to buy it")
+                n = len(voters)
+                a.reason = (f"{n} look-alike session{'s' if n > 1 else ''}"
+                            " went on to buy it")
             else:
                 a.reason = f"goes with {self.names[near] or 'your click'}"
 

@@ -49,6 +49,8 @@ class EventLog:
         self._file = None
         self._path: Path | None = None
         self._closing = False
+        # Held while a batch is written and while forget() rewrites.
+        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -80,6 +82,46 @@ class EventLog:
             self._file.close()
             self._file = None
 
+    async def forget(self, user_id: str, session_ids: set[str]) -> int:
+        """Rewrite every log file without the customer's records (theirs
+        by user_id, or of their sessions); returns how many went."""
+        async with self._lock:
+            removed = await asyncio.to_thread(self._rewrite, user_id,
+                                              session_ids)
+        log.info("event log: removed %d records of a forgotten customer",
+                 removed)
+        return removed
+
+    def _rewrite(self, user_id: str, session_ids: set[str]) -> int:
+        removed = 0
+        for path in log_files(self.directory):
+            kept, dropped = [], 0
+            for line in path.read_bytes().splitlines(keepends=True):
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    kept.append(line)  # a torn tail stays as it was
+                    continue
+                if (rec.get("user_id") == user_id
+                        or rec.get("session_id") in session_ids):
+                    dropped += 1
+                else:
+                    kept.append(line)
+            if dropped:
+                tmp = path.with_suffix(".tmp")
+                with tmp.open("wb") as f:
+                    f.write(b"".join(kept))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                removed += dropped
+        if removed and self._file is not None:
+            # The open handle points at a replaced file: reopen by name.
+            self._file.close()
+            self._open_file()
+        _fsync_dir(self.directory)
+        return removed
+
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -95,7 +137,8 @@ class EventLog:
         try:
             # Off the loop: requests keep arriving (and queue for the
             # next batch) while the disk works.
-            await asyncio.to_thread(self._write, data)
+            async with self._lock:
+                await asyncio.to_thread(self._write, data)
             error = None
         except OSError as exc:
             log.error("event log write of %d events failed: %s",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve import admin_routes
 from serve import app as app_keys
+from serve import eventlog
 from serve.errors import ApiError, from_validation
 from serve.identity import CustomerHistory, IdentityGraph, forget_in_duckdb
 from serve.sessions import Event, Session
@@ -91,8 +92,14 @@ async def identify(request: web.Request) -> web.Response:
     if linked:
         _add_known_roles(app, session)
         n = len(session.events)
-        session.events.append(Event(f"{sid}:{body.via}:{n}", time.time(),
-                                    "login", user_id=body.user_id))
+        login = Event(f"{sid}:{body.via}:{n}", time.time(), "login",
+                      user_id=body.user_id)
+        event_log = app.get(app_keys.EVENT_LOG)
+        if event_log is not None:  # the link is durable before the answer
+            await event_log.append(eventlog.record(
+                sid, body.user_id, session.device_id, login, None,
+                engine.bundle.config["data"]["name"]))
+        session.events.append(login)
     store.put(session)
     history = history_for(app, session)
     answer = engine.recommend(session, k, history=history)

@@ -9,7 +9,7 @@ import pytest
 from rolecall.bundle import load
 from tests.conftest import EXACT
 from rolecall.config import RankingConfig
-from serve.app import STORE, make_app
+from serve.app import CONFIG, STORE, make_app
 from serve.engine import Engine
 from serve.identity_routes import GRAPH, HISTORY, history_for
 
@@ -119,6 +119,7 @@ async def test_forget_customer_leaves_no_trace(client, db_copy):
     removed = (await r.json())["removed"]
     assert removed["history_items"] > 0 and removed["live_sessions"] == 1
     assert removed["duckdb_events"] > 0
+    assert removed["event_log_records"] >= 2  # the click and the login
     assert app[STORE].get("f1") is None
     assert app[HISTORY].items(user) == []
     assert user not in app[GRAPH].user_sessions
@@ -142,3 +143,32 @@ async def test_identify_rejects_bad_input(client):
     assert body["error"] == "invalid_request" and body["expected"]
     r = await client.post("/v1/sessions/nobody/logout")
     assert r.status == 404
+
+
+async def test_login_attributes_earlier_anonymous_events_in_duckdb(
+        client, db_copy, tmp_path):
+    from serve.app import ENGINE
+    from train.ingest import connect, ingest_online
+    app = client.server.app
+    engine = app[ENGINE]
+    user, dept = _customer(db_copy, engine)
+    item = _women_item(engine, dept)
+    await client.post("/v1/events", json={"session_id": "anon-db",
+                                          "item_id": item})
+    r = await client.post("/v1/sessions/anon-db/identify",
+                          json={"user_id": user})
+    assert r.status == 200
+    log_dir = app[CONFIG].serve.event_log_dir
+    await client.close()  # the log is complete on disk
+    con = connect(db_copy)
+    try:
+        assert ingest_online(con, log_dir) >= 2
+        rows = con.execute(
+            "SELECT event_type, user_id FROM events WHERE session_id = ? "
+            "ORDER BY seq", ["anon-db"]).fetchall()
+        links = con.execute("SELECT user_id, via FROM identities WHERE "
+                            "session_id = ?", ["anon-db"]).fetchall()
+    finally:
+        con.close()
+    assert rows == [("click", user), ("login", user)]
+    assert links == [(user, "login")]

@@ -453,6 +453,27 @@ ONLINE_INSERT = """
     FROM fresh f LEFT JOIN held h USING (dataset, session_id)"""
 
 
+# A session that logged in is the customer's from its first event: the
+# anonymous events before the login are attributed to them, and the link
+# is kept in identities (once).
+LIVE_ATTRIBUTION = """
+CREATE OR REPLACE TEMP TABLE live_links AS
+    SELECT dataset, session_id, arg_max(user_id, ts) AS user_id,
+           min(ts) AS linked_at
+    FROM events WHERE source = 'live' AND event_type = 'login'
+      AND user_id IS NOT NULL GROUP BY ALL;
+UPDATE events SET user_id = l.user_id FROM live_links l
+WHERE events.dataset = l.dataset AND events.session_id = l.session_id
+  AND events.user_id IS NULL;
+INSERT INTO identities
+    SELECT l.dataset, l.session_id, l.user_id, NULL, l.linked_at, 'login'
+    FROM live_links l WHERE NOT EXISTS (
+        SELECT 1 FROM identities i WHERE i.dataset = l.dataset
+          AND i.session_id = l.session_id AND i.user_id = l.user_id);
+DROP TABLE live_links;
+"""
+
+
 def ingest_online(con, log_dir: str | Path) -> int:
     """Add the events the server logged, as source 'live'.
 
@@ -477,6 +498,7 @@ def ingest_online(con, log_dir: str | Path) -> int:
         con.executemany("INSERT INTO online_log VALUES "
                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         con.execute(ONLINE_INSERT)
+        con.execute(LIVE_ATTRIBUTION)
         con.execute("DROP TABLE online_log")
     except BaseException:
         con.execute("ROLLBACK")

@@ -158,3 +158,17 @@ def run_roles(cfg: Config, out_dir: Path, n_simulated: int = 300,
     print(text)
     log.info("role evaluation written to %s", out_dir / "roles.md")
     return tables
+
+
+def run_stitching(cfg: Config, out_dir: Path) -> str:
+    """Anonymous against identified-at-first-click, one table."""
+    from rolecall.bundle import load
+    from train.stitch_eval import evaluate_stitching
+    cfg = typed(cfg)
+    configure_threads(cfg.train.threads)
+    text = evaluate_stitching(load(cfg.serve.bundle), cfg.ranking,
+                              load_sessions(cfg.data))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "stitching.md").write_text(text)
+    print(text)
+    return text

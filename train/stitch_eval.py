@@ -1,0 +1,78 @@
+"""Stitching evaluation: the same test baskets, scored as anonymous and
+as identified at the first click (the customer's earlier purchases in
+the history), through the served engine."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rolecall.bundle import Bundle
+from rolecall.config import RankingConfig
+from serve import session_roles
+from serve.engine import Engine
+from serve.sessions import Event, Session
+from train.metrics import RankMetrics
+from train.role_eval import EXACT
+from train.sessions import SessionData
+
+log = logging.getLogger(__name__)
+
+
+def customer_baskets(data: SessionData, limit: int):
+    """Test baskets of customers who bought before the test day."""
+    past: dict[str, list[int]] = {}
+    earlier = data.train + data.valid
+    for user, items in zip(earlier.user_ids, earlier.items):
+        if user:
+            past.setdefault(user, []).extend(int(i) for i in items)
+    out = []
+    for user, items in zip(data.test.user_ids, data.test.items):
+        if user in past and len(items) >= 2:
+            out.append((past[user], items))
+        if len(out) == limit:
+            break
+    return out
+
+
+def _ranks(engine: Engine, baskets, with_history: bool, k: int = 20):
+    ranks, first = [], []
+    for history, items in baskets:
+        session = Session("eval")
+        for t in range(len(items) - 1):
+            ev = Event(str(t), float(t), "purchase", int(items[t]))
+            session_roles.apply(session, ev, engine.role_of(ev.item))
+            session.events.append(ev)
+            answer = engine.recommend(
+                session, k, history=history if with_history else None)
+            top = [a.item for a in answer.items]
+            target = int(items[t + 1])
+            rank = top.index(target) + 1 if target in top else np.inf
+            ranks.append(rank)
+            if t == 0:
+                first.append(rank)
+    return np.array(ranks), np.array(first)
+
+
+def evaluate_stitching(bundle: Bundle, ranking: RankingConfig,
+                       data: SessionData, limit: int = 1500) -> str:
+    engine = Engine(bundle, ranking, EXACT)
+    baskets = customer_baskets(data, limit)
+    lines = [f"**H&M test baskets of returning customers** "
+             f"({len(baskets)} baskets; history = their purchases in the "
+             "earlier days)", "",
+             "| scored as | HR@12 | MRR@12 | HR@20 | HR@12 at the first "
+             "click | positions |", "|---|---|---|---|---|---|"]
+    for name, flag in (("anonymous", False),
+                       ("identified at the first click", True)):
+        ranks, first = _ranks(engine, baskets, flag)
+        m, f = RankMetrics((12, 20)), RankMetrics((12,))
+        m.add(ranks)
+        f.add(first)
+        s = m.summary()
+        lines.append(f"| {name} | {s['HR@12']:.4f} | {s['MRR@12']:.4f} | "
+                     f"{s['HR@20']:.4f} | {f.summary()['HR@12']:.4f} | "
+                     f"{int(s['n']):,} |")
+        log.info("stitching, %s: %s", name, s)
+    return "\n".join(lines)
