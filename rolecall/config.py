@@ -93,10 +93,15 @@ class RankingConfig:
     role_mode: str = "filter"
     role_demotion: float = 0.05
     size_filter: bool = True
-    # Stitching: how many of a linked customer's past events are encoded
-    # before the session's own (0 ignores history). Fewer means the
-    # current session's intent weighs more.
-    history_events: int = 20
+    # Stitching. A linked customer's past events count two ways: the
+    # last history_events are encoded before the session's own (0: the
+    # session alone decides the embedding), and their recency-weighted
+    # distribution takes history_weight of the score (0: off). The
+    # session's intent keeps 1 - history_weight.
+    history_events: int = 0
+    history_weight: float = 0.2
+    history_decay: float = 0.9  # per event, older to newer
+    history_recent: int = 50  # past events considered at all
 
 
 @dataclass

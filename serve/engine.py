@@ -33,6 +33,7 @@ class Scored:
     lookalikes: float
     reason: str
     voters: list[str] = field(default_factory=list)
+    history: float = 0.0  # share from the linked customer's history
 
 
 @dataclass
@@ -115,9 +116,10 @@ class Engine:
         events = session.item_events()
         role = session_roles.active(session)
         timing: dict[str, float] = {}
-        history = (history or [])[-self.ranking.history_events:] \
+        past = list(history or [])[-self.ranking.history_recent:]
+        history = past[-self.ranking.history_events:] \
             if self.ranking.history_events > 0 else []
-        if not events and not history:
+        if not events and not past:
             return Answer(self._backfill(k, set(), role), role, timing)
         order = list(range(len(events)))
         if self.ranking.role_encoding != "off":
@@ -146,10 +148,16 @@ class Engine:
         cand, score, m, v = blend(I[0], softmax(D[0].astype(np.float64)),
                                   votes.indices, votes.data, self.weight,
                                   seen)
-        cand, score, m, v = self._follow_role(role, cand, score, m, v)
+        hist = np.zeros(len(cand))
+        if past and self.ranking.history_weight > 0:
+            cand, score, m, v, hist = self._add_history(past, cand, m, v,
+                                                        seen)
+        cand, score, m, v, hist = self._follow_role(role, cand, score, m,
+                                                    v, hist)
         best = top_k(cand, score, k)
         answer = [Scored(int(cand[j]), float(score[j]), float(m[j]),
-                         float(v[j]), "") for j in best]
+                         float(v[j]), "", history=float(hist[j]))
+                  for j in best]
         self._explain(answer, items, Ib[0])
         if len(answer) < k:
             skip = {a.item for a in answer} | set(items)
@@ -178,19 +186,40 @@ class Engine:
             self._fit_cache[key] = mask
         return mask
 
+    def _add_history(self, past, cand, m, v, seen):
+        """The customer's own past items as a third part of the score:
+        h * (recency-weighted share of each past item); model and
+        look-alikes shrink by (1 - h), so the parts still add up."""
+        h = self.ranking.history_weight
+        w = self.ranking.history_decay ** np.arange(len(past))[::-1]
+        hist_items, inv = np.unique(np.array(past), return_inverse=True)
+        hist_p = np.bincount(inv, weights=w) / w.sum()
+        keep = ~np.isin(hist_items, seen) if seen is not None else \
+            np.ones(len(hist_items), bool)
+        hist_items, hist_p = hist_items[keep], hist_p[keep]
+        items = np.concatenate([cand, hist_items])
+        mm = np.concatenate([m * (1 - h), np.zeros(len(hist_items))])
+        vv = np.concatenate([v * (1 - h), np.zeros(len(hist_items))])
+        hh = np.concatenate([np.zeros(len(cand)), h * hist_p])
+        items, inv = np.unique(items, return_inverse=True)
+        mm = np.bincount(inv, weights=mm, minlength=len(items))
+        vv = np.bincount(inv, weights=vv, minlength=len(items))
+        hh = np.bincount(inv, weights=hh, minlength=len(items))
+        return items, mm + vv + hh, mm, vv, hh
+
     def fits_item(self, role: Role | None, item: int) -> bool:
         mask = self.fits(role)
         return True if mask is None else bool(mask[item])
 
-    def _follow_role(self, role, cand, score, m, v):
+    def _follow_role(self, role, cand, *parts):
         mask = self.fits(role)
         if mask is None:
-            return cand, score, m, v
+            return (cand, *parts)
         ok = mask[cand]
         if self.ranking.role_mode == "filter":
-            return cand[ok], score[ok], m[ok], v[ok]
+            return (cand[ok], *(p[ok] for p in parts))
         factor = np.where(ok, 1.0, self.ranking.role_demotion)
-        return cand, score * factor, m * factor, v * factor
+        return (cand, *(p * factor for p in parts))
 
     def _explain(self, answer: list[Scored], items: list[int],
                  neighbours: np.ndarray) -> None:
@@ -208,7 +237,9 @@ class Engine:
         for j, (a, near) in enumerate(zip(answer, closest)):
             voters = valid[voted[:, j]]
             a.voters = [sessions[s] for s in voters[:3]]
-            if a.lookalikes >= a.model and len(voters):
+            if a.history > max(a.model, a.lookalikes):
+                a.reason = "from your earlier shopping"
+            elif a.lookalikes >= a.model and len(voters):
                 n = len(voters)
                 a.reason = (f"{n} look-alike session{'s' if n > 1 else ''}"
                             " went on to buy it")

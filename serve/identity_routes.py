@@ -104,8 +104,10 @@ async def identify(request: web.Request) -> web.Response:
     history = history_for(app, session)
     answer = engine.recommend(session, k, history=history)
     out = _answer_body(engine, session, answer, answer.timing_ms)
-    out.update(linked=linked, history_events=min(
-        len(history), engine.ranking.history_events))
+    used = max(engine.ranking.history_events,
+               engine.ranking.history_recent
+               if engine.ranking.history_weight > 0 else 0)
+    out.update(linked=linked, history_events=min(len(history), used))
     return web.json_response(out)
 
 

@@ -35,8 +35,11 @@ class EventIn(Strict):
 
 
 class Parts(BaseModel):
+    """Each part of the score; they add up to it."""
+
     model: float
     lookalikes: float
+    history: float = 0.0
 
 
 class Recommendation(BaseModel):

@@ -5,6 +5,7 @@ the history), through the served engine."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,15 +21,14 @@ from train.sessions import SessionData
 log = logging.getLogger(__name__)
 
 
-def customer_baskets(data: SessionData, limit: int):
-    """Test baskets of customers who bought before the test day."""
+def customer_baskets(earlier, later, limit: int):
+    """Baskets in `later` of customers who bought in `earlier`."""
     past: dict[str, list[int]] = {}
-    earlier = data.train + data.valid
     for user, items in zip(earlier.user_ids, earlier.items):
         if user:
             past.setdefault(user, []).extend(int(i) for i in items)
     out = []
-    for user, items in zip(data.test.user_ids, data.test.items):
+    for user, items in zip(later.user_ids, later.items):
         if user in past and len(items) >= 2:
             out.append((past[user], items))
         if len(out) == limit:
@@ -55,24 +55,40 @@ def _ranks(engine: Engine, baskets, with_history: bool, k: int = 20):
     return np.array(ranks), np.array(first)
 
 
+def _summary(engine: Engine, baskets, with_history: bool) -> tuple:
+    ranks, first = _ranks(engine, baskets, with_history)
+    m, f = RankMetrics((12, 20)), RankMetrics((12,))
+    m.add(ranks)
+    f.add(first)
+    return m.summary(), f.summary()
+
+
 def evaluate_stitching(bundle: Bundle, ranking: RankingConfig,
-                       data: SessionData, limit: int = 1500) -> str:
-    engine = Engine(bundle, ranking, EXACT)
-    baskets = customer_baskets(data, limit)
+                       data: SessionData, grid=(0.1, 0.2, 0.3, 0.5),
+                       limit: int = 1500) -> str:
+    """History weight chosen on the validation day, then test scored."""
+    valid = customer_baskets(data.train, data.valid, limit)
+    best, best_hr = None, -1.0
+    for h in grid:
+        engine = Engine(bundle, replace(ranking, history_weight=h), EXACT)
+        hr = _summary(engine, valid, True)[0]["HR@12"]
+        log.info("stitching validation, history weight %.2f: HR@12 %.4f",
+                 h, hr)
+        if hr > best_hr:
+            best, best_hr = h, hr
+    engine = Engine(bundle, replace(ranking, history_weight=best), EXACT)
+    baskets = customer_baskets(data.train + data.valid, data.test, limit)
     lines = [f"**H&M test baskets of returning customers** "
              f"({len(baskets)} baskets; history = their purchases in the "
-             "earlier days)", "",
+             f"earlier days; history weight {best:.2f}, chosen on the "
+             "validation day)", "",
              "| scored as | HR@12 | MRR@12 | HR@20 | HR@12 at the first "
              "click | positions |", "|---|---|---|---|---|---|"]
     for name, flag in (("anonymous", False),
                        ("identified at the first click", True)):
-        ranks, first = _ranks(engine, baskets, flag)
-        m, f = RankMetrics((12, 20)), RankMetrics((12,))
-        m.add(ranks)
-        f.add(first)
-        s = m.summary()
+        s, f = _summary(engine, baskets, flag)
         lines.append(f"| {name} | {s['HR@12']:.4f} | {s['MRR@12']:.4f} | "
-                     f"{s['HR@20']:.4f} | {f.summary()['HR@12']:.4f} | "
+                     f"{s['HR@20']:.4f} | {f['HR@12']:.4f} | "
                      f"{int(s['n']):,} |")
         log.info("stitching, %s: %s", name, s)
     return "\n".join(lines)
