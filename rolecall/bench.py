@@ -81,15 +81,21 @@ def run_bench(cfg: Config | DictConfig, out_dir: Path) -> list[Table]:
     bench = cfg.bench
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: list[Table] = []
+
+    def keep(new: list[Table]) -> None:
+        # Written as each part ends: a later part failing keeps these.
+        tables.extend(new)
+        for t in new:
+            print(t.to_markdown())
+        (out_dir / "bench.md").write_text(
+            "\n".join(t.to_markdown() for t in tables))
+
     if {"online", "stages"} & set(bench.parts):
-        tables += online_tables(cfg, out_dir, passed)
+        keep(online_tables(cfg, out_dir, passed))
     if "scale" in bench.parts:
-        tables.append(scale_table(bench, cfg.serve.index))
+        keep([scale_table(bench, cfg.serve.index)])
     if "train" in bench.parts:
-        tables.append(train_table(cfg))
-    text = "\n".join(t.to_markdown() for t in tables)
-    (out_dir / "bench.md").write_text(text)
-    print(text)
+        keep([train_table(cfg)])
     log.info("bench tables written to %s", out_dir / "bench.md")
     return tables
 

@@ -78,7 +78,7 @@ class EvalConfig:
 @dataclass
 class RankingConfig:
     candidates: int = 256  # items retrieved from the item index
-    lookalikes: int = 50  # past session states consulted per click
+    lookalikes: int = 200  # past session states consulted per click
     # Weight of look-alike votes against the model; null takes the value
     # the evaluation chose on validation and wrote into the bundle.
     lookalike_weight: float | None = None

@@ -42,7 +42,9 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
            "data.max_train_sessions=1500", "data.max_eval_sessions=100",
            "model.dim=16", "train.epochs=1", "train.random_negatives=128",
            "train.threads=1", "eval.baselines=[pop,vsknn]",
-           "eval.blend_grid=[0.0,0.5]"]
+           "eval.blend_grid=[0.0,0.5]",
+           # exact search: an HNSW build would dominate this test
+           "serve.item_index=flat", "serve.lookalike_index=flat"]
     log = (tmp_path / "main.log").open("w")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT)
