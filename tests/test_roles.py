@@ -47,3 +47,27 @@ def test_fits_respects_age_and_gender_but_not_unisex():
     assert fits(women, "unisex", "adult")
     assert fits(women, None, None)
     assert fits(Role("unisex", "child"), "boys", "child")
+
+
+def test_filters_name_roles():
+    from rolecall.roles import role_from_filters
+    assert role_from_filters({"gender": "men", "size": "L"}) == Role(
+        "men", "adult")
+    assert role_from_filters({"gender": "girls"}).age_group == "child"
+    assert role_from_filters({"age_group": "baby"}) == Role("unisex",
+                                                           "baby")
+    assert role_from_filters({"size": "M"}) is None
+
+
+def test_switches_refinements_and_event_order():
+    from rolecall.roles import active_first, next_role
+    women, men = Role("women", "adult"), Role("men", "adult")
+    assert next_role(None, women) == (women, False)
+    assert next_role(women, men) == (men, True)
+    assert next_role(women, Role("unisex", "adult")) == (women, False)
+    kid = Role("unisex", "child", "122")
+    assert next_role(kid, Role("girls", "child")) == (
+        Role("girls", "child", "122"), False)
+    roles = ["women/adult", None, "men/adult", "women/adult"]
+    assert active_first(roles, "men/adult") == [0, 3, 1, 2]
+    assert active_first(roles, "women/adult") == [2, 0, 1, 3]
