@@ -5,6 +5,7 @@ the history), through the served engine."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -37,21 +38,24 @@ def customer_baskets(earlier, later, limit: int):
 
 
 def _ranks(engine: Engine, baskets, with_history: bool, k: int = 20):
-    ranks, first = [], []
+    ranks, first, ms = [], [], []
     for history, items in baskets:
         session = Session("eval")
         for t in range(len(items) - 1):
             ev = Event(str(t), float(t), "purchase", int(items[t]))
             session_roles.apply(session, ev, engine.role_of(ev.item))
             session.events.append(ev)
+            t0 = time.perf_counter()
             answer = engine.recommend(
                 session, k, history=history if with_history else None)
+            ms.append((time.perf_counter() - t0) * 1000)
             top = [a.item for a in answer.items]
             target = int(items[t + 1])
             rank = top.index(target) + 1 if target in top else np.inf
             ranks.append(rank)
             if t == 0:
                 first.append(rank)
+    _ranks.last_ms = float(np.median(ms)) if ms else 0.0
     return np.array(ranks), np.array(first)
 
 
@@ -83,12 +87,13 @@ def evaluate_stitching(bundle: Bundle, ranking: RankingConfig,
              f"earlier days; history weight {best:.2f}, chosen on the "
              "validation day)", "",
              "| scored as | HR@12 | MRR@12 | HR@20 | HR@12 at the first "
-             "click | positions |", "|---|---|---|---|---|---|"]
+             "click | positions | engine ms per answer (median) |",
+             "|---|---|---|---|---|---|---|"]
     for name, flag in (("anonymous", False),
                        ("identified at the first click", True)):
         s, f = _summary(engine, baskets, flag)
         lines.append(f"| {name} | {s['HR@12']:.4f} | {s['MRR@12']:.4f} | "
                      f"{s['HR@20']:.4f} | {f['HR@12']:.4f} | "
-                     f"{int(s['n']):,} |")
+                     f"{int(s['n']):,} | {_ranks.last_ms:.2f} |")
         log.info("stitching, %s: %s", name, s)
     return "\n".join(lines)
