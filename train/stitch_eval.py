@@ -55,16 +55,16 @@ def _ranks(engine: Engine, baskets, with_history: bool, k: int = 20):
             ranks.append(rank)
             if t == 0:
                 first.append(rank)
-    _ranks.last_ms = float(np.median(ms)) if ms else 0.0
-    return np.array(ranks), np.array(first)
+    return (np.array(ranks), np.array(first),
+            float(np.median(ms)) if ms else 0.0)
 
 
 def _summary(engine: Engine, baskets, with_history: bool) -> tuple:
-    ranks, first = _ranks(engine, baskets, with_history)
+    ranks, first, ms = _ranks(engine, baskets, with_history)
     m, f = RankMetrics((12, 20)), RankMetrics((12,))
     m.add(ranks)
     f.add(first)
-    return m.summary(), f.summary()
+    return m.summary(), f.summary(), ms
 
 
 def evaluate_stitching(bundle: Bundle, ranking: RankingConfig,
@@ -91,9 +91,9 @@ def evaluate_stitching(bundle: Bundle, ranking: RankingConfig,
              "|---|---|---|---|---|---|---|"]
     for name, flag in (("anonymous", False),
                        ("identified at the first click", True)):
-        s, f = _summary(engine, baskets, flag)
+        s, f, ms = _summary(engine, baskets, flag)
         lines.append(f"| {name} | {s['HR@12']:.4f} | {s['MRR@12']:.4f} | "
                      f"{s['HR@20']:.4f} | {f['HR@12']:.4f} | "
-                     f"{int(s['n']):,} | {_ranks.last_ms:.2f} |")
+                     f"{int(s['n']):,} | {ms:.2f} |")
         log.info("stitching, %s: %s", name, s)
     return "\n".join(lines)
