@@ -67,3 +67,20 @@ def tiny_cfg(db_path, tmp_path) -> Config:
 
 def replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle):
+    """The tiny bundle's engine with exact search, one per test module
+    (tests that change its bank build their own)."""
+    from rolecall.bundle import load
+    from rolecall.config import RankingConfig
+    from serve.engine import Engine
+    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
+
+
+@pytest.fixture
+async def client(aiohttp_client, engine, tiny_cfg):
+    """The real app around that engine, through aiohttp's test client."""
+    from serve.app import make_app
+    return await aiohttp_client(make_app(tiny_cfg, engine))

@@ -4,21 +4,9 @@ import json
 
 import pytest
 
-from rolecall.bundle import load
-from tests.conftest import EXACT
-from serve.app import STORE, make_app
-from serve.engine import Engine
+from serve.app import STORE
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    from rolecall.config import RankingConfig
-    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
-
-
-@pytest.fixture
-async def client(aiohttp_client, engine, tiny_cfg):
-    return await aiohttp_client(make_app(tiny_cfg, engine))
 
 
 def _women_items(engine, n=3):

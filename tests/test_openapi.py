@@ -7,22 +7,10 @@ import re
 import jsonschema
 import pytest
 
-from rolecall.bundle import load
-from tests.conftest import EXACT
 from serve.app import make_app
-from serve.engine import Engine
 from serve.openapi import document
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    from rolecall.config import RankingConfig
-    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
-
-
-@pytest.fixture
-async def client(aiohttp_client, engine, tiny_cfg):
-    return await aiohttp_client(make_app(tiny_cfg, engine))
 
 
 def _strict(schema):

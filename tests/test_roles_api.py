@@ -1,22 +1,8 @@
 """Role changes inside one session, through the HTTP API (issue 3)."""
 
-import pytest
-
-from rolecall.bundle import load
-from tests.conftest import EXACT
-from rolecall.config import RankingConfig
-from serve.app import make_app
-from serve.engine import Engine
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_bundle):
-    return Engine(load(tiny_bundle), RankingConfig(), EXACT)
 
-
-@pytest.fixture
-async def client(aiohttp_client, engine, tiny_cfg):
-    return await aiohttp_client(make_app(tiny_cfg, engine))
 
 
 def _items(engine, gender, age, n, sized=False):

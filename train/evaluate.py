@@ -16,7 +16,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from rolecall.config import EvalConfig, RankingConfig
