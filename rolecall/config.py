@@ -85,10 +85,11 @@ class RankingConfig:
     future_decay: float = 0.5  # vote of the n-th later item: decay**(n-1)
     # Sharpness of neighbour weights: exp((cosine - 1) / temperature).
     lookalike_temperature: float = 0.1
-    # Roles: encode the active role's events last (active_first), only
-    # the active role's events (active_only), or in time order (off); drop items that do not fit the active role
-    # (filter), multiply their score by role_demotion (demote), or ignore
-    # roles (off). A known size of the active role filters the same way.
+    # Roles: encode only the active role's events (active_only), all
+    # events with the active role's last (active_first), or in time
+    # order (off); drop items that do not fit the active role (filter),
+    # multiply their score by role_demotion (demote), or ignore roles
+    # (off). A known size of the active role filters the same way.
     role_encoding: str = "active_only"
     role_mode: str = "filter"
     role_demotion: float = 0.05
