@@ -159,7 +159,11 @@ def server(cfg: Config, out_dir: Path, name: str, overrides: list[str],
     port = free_port()
     cmd = [sys.executable, "-m", "serve", f"serve.port={port}",
            f"serve.bundle={cfg.serve.bundle}",
-           f"hydra.run.dir={out_dir / name}", *overrides]
+           f"hydra.run.dir={out_dir / name}",
+           # Bench traffic replays test baskets: it must never reach the
+           # shop's event log, nor the next training run.
+           f"serve.event_log_dir={out_dir / name / 'events'}",
+           *overrides]
     logf = (out_dir / f"{name}.log").open("w")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                             preexec_fn=_pinned(cpus))
