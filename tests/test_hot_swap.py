@@ -127,6 +127,9 @@ async def test_admin_needs_the_token(aiohttp_client, client, tiny_bundle,
 async def test_purchase_adds_the_session_to_the_bank_at_once(
         aiohttp_client, tiny_bundle, cfg):
     cfg.ranking.lookalike_weight = 1.0  # votes alone rank the answer
+    # A few neighbours: the tiny model's states are all close, and with
+    # the default 200 the buyer's vote would drown among equals.
+    cfg.ranking.lookalikes = 3
     engine = Engine(load(tiny_bundle), cfg.ranking, cfg.serve)
     client = await aiohttp_client(make_app(cfg, engine))
     a, b, c = _women(engine, 3)
