@@ -4,6 +4,7 @@ Stages:
   ingest     raw files -> DuckDB (and the server's event log)
   train      fit, evaluate and export one dataset (data=hm|yoochoose)
   evaluate   evaluate an exported bundle again
+  export     export a bundle again from checkpoint=<train run>/...pt
   roles      the role-switch evaluation on real and simulated sessions
   stitching  anonymous against identified at the first click
   serve      answer HTTP on serve.host:serve.port
@@ -31,8 +32,8 @@ log = logging.getLogger(__name__)
 # An absolute path: Hydra reads a relative one as a Python package when
 # it is called from an installed console script.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-STAGES = ("ingest", "train", "evaluate", "roles", "stitching", "serve",
-          "main", "bench")
+STAGES = ("ingest", "train", "evaluate", "export", "roles", "stitching",
+          "serve", "main", "bench")
 _stage = {"name": "main"}
 
 
@@ -56,6 +57,14 @@ def stage_evaluate(cfg: DictConfig) -> None:
     from train.pipeline import evaluate_bundle
     report = evaluate_bundle(cfg, _out_dir())
     print(report.to_markdown())
+
+
+def stage_export(cfg: DictConfig) -> None:
+    from train.pipeline import run_export
+    if not cfg.checkpoint:
+        raise SystemExit("export needs checkpoint=<run folder>/"
+                         "checkpoint_<dataset>.pt from a train run")
+    print(f"bundle: {run_export(cfg, Path(cfg.checkpoint))}")
 
 
 def stage_roles(cfg: DictConfig) -> None:

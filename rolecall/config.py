@@ -202,6 +202,8 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     artifacts_dir: str = "artifacts"
+    # `rolecall export`: a train run's checkpoint_<dataset>.pt.
+    checkpoint: str = ""
     # Datasets the main job trains and evaluates; the first is served.
     datasets: list[str] = field(default_factory=lambda: ["hm", "yoochoose"])
 

@@ -55,7 +55,9 @@ def run_offline(cfg: Config, out_dir: Path) -> tuple[EvalReport, Path]:
                 "shape": result.model.shape.as_dict(),
                 "config": as_dict(cfg), "versions": versions(),
                 "best_epoch": result.best_epoch,
-                "history": result.history},
+                "history": result.history,
+                # the id table the weights were trained with
+                "id_rows": result.tensors.id_rows},
                out_dir / f"checkpoint_{data.dataset}.pt")
     report, bank = evaluate(data, result, cfg.eval, cfg.ranking,
                             cfg.data.primary_metric, cfg.data.exclude_seen,
@@ -172,3 +174,32 @@ def run_stitching(cfg: Config, out_dir: Path) -> str:
     (out_dir / "stitching.md").write_text(text)
     print(text)
     return text
+
+
+def run_export(cfg: Config, checkpoint: Path) -> Path:
+    """Export a bundle again from a run's checkpoint, without training:
+    the look-alike bank is rebuilt from train + validation sessions and
+    the look-alike share read from the run's evaluation report."""
+    import json
+    from rolecall.model import TowerShape, build
+    from train.encode import ItemTensors
+    from train.evaluate import build_bank
+    from train.fit import FitResult
+    cfg = typed(cfg)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = build(TowerShape(**ckpt["shape"]))
+    model.load_state_dict(ckpt["state"])
+    data = load_sessions(cfg.data)
+    tensors = ItemTensors(ckpt["id_rows"],
+                          torch.from_numpy(data.catalog.features))
+    result = FitResult(model, tensors, None, ckpt["best_epoch"])
+    report = checkpoint.with_name(f"eval_{data.dataset}.json")
+    if not report.is_file():
+        raise FileNotFoundError(f"{report}: the run's evaluation report, "
+                                "which holds the chosen look-alike share")
+    metrics = json.loads(report.read_text())
+    metrics["best_epoch"] = ckpt["best_epoch"]
+    bank = build_bank(result, data.train + data.valid, len(data.catalog),
+                      cfg.ranking, resolve_device(cfg.train.device))
+    return export(Path(cfg.artifacts_dir) / data.dataset, data, result,
+                  bank, ckpt["config"], metrics)
