@@ -130,6 +130,10 @@ class ServeConfig:
     max_k: int = 100
     max_events_per_session: int = 200
     max_sessions: int = 1_000_000  # least recently seen evicted beyond
+    # sha256 of every forgotten customer's session ids: applied to the
+    # look-alike bank at every load and swap, so a forgotten customer
+    # does not come back with a bundle exported before the request.
+    forgotten_path: str = "data/forgotten.txt"
     # auto | flat | hnsw | ivf; auto picks by size (IndexConfig).
     item_index: str = "auto"
     lookalike_index: str = "auto"

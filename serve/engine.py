@@ -59,7 +59,9 @@ class Engine:
         self.item_v = torch.from_numpy(np.ascontiguousarray(vecs[:, :-1]))
         self.unit_v = vecs[:, :-1] / np.maximum(
             np.linalg.norm(vecs[:, :-1], axis=1, keepdims=True), 1e-12)
-        self._use_indexes(serve or ServeConfig())
+        serve = serve or ServeConfig()
+        self._use_indexes(serve)
+        self._drop_forgotten(serve.forgotten_path)
         self.names = bundle.items["name"]
         self.genders = bundle.items["gender"]
         self.ages = bundle.items["age_group"]
@@ -75,6 +77,18 @@ class Engine:
                                     for g in self.genders])
         self.sizes = bundle.items.get("sizes") or [[]] * len(vecs)
         self._fit_cache: dict[tuple, np.ndarray] = {}
+
+    def _drop_forgotten(self, path: str) -> None:
+        """Forgotten customers stay forgotten across loads and swaps."""
+        from serve.identity import forgotten_hashes, session_hash
+        gone = forgotten_hashes(path)
+        if not gone:
+            return
+        bank = self.bundle.bank
+        ids = {s for s in bank.session_ids if session_hash(s) in gone}
+        n = bank.forget(ids)
+        log.info("look-alike bank: %d states of forgotten customers "
+                 "silenced", n)
 
     def _use_indexes(self, serve: ServeConfig) -> None:
         """Approximate indexes for large catalogues and banks (issue 7)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import zlib
 import time
 import uuid
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from serve import app as app_keys
@@ -16,7 +20,7 @@ from serve.engine import Answer, Engine
 from serve import session_roles
 from serve.errors import ApiError, from_validation
 from serve.metrics import (BUNDLE, SESSIONS, exposition, observe_stages)
-from serve.schemas import EventIn
+from serve.schemas import ID_PATTERN, EventIn
 from serve.sessions import Event, Session
 
 ITEM_EVENTS = {"view", "click", "cart", "purchase"}
@@ -34,6 +38,11 @@ def add_routes(app: web.Application) -> None:
     identity_routes.add_routes(app)
 
 
+def valid_id(value: str | None) -> bool:
+    return bool(value) and len(value) <= 128 and bool(
+        re.fullmatch(ID_PATTERN, value))
+
+
 async def read_json(request: web.Request) -> object:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type",
@@ -41,6 +50,11 @@ async def read_json(request: web.Request) -> object:
                        request.content_type)
     try:
         raw = await request.read()
+    except (zlib.error, ContentEncodingError,
+            RequestPayloadError) as exc:
+        raise ApiError(400, "undecodable_body",
+                       "a body that matches its Content-Encoding",
+                       request.headers.get("Content-Encoding")) from exc
     except web.HTTPRequestEntityTooLarge as exc:
         limit = request.app._client_max_size
         raise ApiError(413, "body_too_large",
@@ -136,8 +150,8 @@ async def post_event(request: web.Request) -> web.Response:
     store = request.app[app_keys.STORE]
     t1 = time.perf_counter()
     session = store.get(body.session_id) or Session(body.session_id)
-    if body.user_id:
-        session.user_id = body.user_id
+    identity_routes.link_from_event(request.app, session, body.user_id,
+                                    body.device_id, body.event_type)
     if body.device_id:
         session.device_id = body.device_id
     limit = request.app[app_keys.CONFIG].serve.max_events_per_session
@@ -182,10 +196,10 @@ def _timed_json(body: dict, timing: dict[str, float],
 
 async def get_recommendations(request: web.Request) -> web.Response:
     session_id = request.query.get("session_id")
-    if not session_id or len(session_id) > 128:
+    if not valid_id(session_id):
         raise ApiError(422, "invalid_session_id",
                        "session_id: a query parameter of 1 to 128 "
-                       "characters", session_id)
+                       "letters, digits or _.:@-", session_id)
     k = _k(request, request.query.get("k"))
     engine = request.app[app_keys.ENGINE]
     session = (request.app[app_keys.STORE].get(session_id)

@@ -8,7 +8,9 @@ part of the session).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -131,3 +133,23 @@ def forget_in_duckdb(duckdb_path: str, user_id: str,
         return counts
     finally:
         con.close()
+
+
+def session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def remember_forgotten(path: str, session_ids: list[str]) -> None:
+    """Append the hashes durably; the ids themselves are not kept."""
+    if not session_ids:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.writelines(session_hash(s) + "\n" for s in session_ids)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def forgotten_hashes(path: str) -> set[str]:
+    p = Path(path)
+    return set(p.read_text().split()) if p.is_file() else set()

@@ -12,7 +12,8 @@ from serve import admin_routes
 from serve import app as app_keys
 from serve import eventlog
 from serve.errors import ApiError, from_validation
-from serve.identity import CustomerHistory, IdentityGraph, forget_in_duckdb
+from serve.identity import (CustomerHistory, IdentityGraph,
+                            forget_in_duckdb, remember_forgotten)
 from serve.sessions import Event, Session
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,29 @@ def history_for(app: web.Application, session: Session) -> list[int]:
 
 
 def _session_id(request: web.Request) -> str:
+    from serve.handlers import valid_id
     sid = request.match_info["session_id"]
-    if not 1 <= len(sid) <= 128:
+    if not valid_id(sid):
         raise ApiError(422, "invalid_session_id",
-                       "a session id of 1 to 128 characters", sid)
+                       "a session id of 1 to 128 letters, digits or "
+                       "_.:@-", sid)
     return sid
+
+
+def link_from_event(app: web.Application, session: Session,
+                    user_id: str | None, device_id: str | None,
+                    event_type: str) -> None:
+    """Events carry identity too: a user_id links like identify does,
+    and a logout event unlinks like the logout call, so the session's
+    user and the identity graph never disagree."""
+    if event_type == "logout":
+        app[GRAPH].unlink(session.session_id)
+        session.user_id = None
+    elif user_id and user_id != session.user_id:
+        app[GRAPH].link(session.session_id, user_id, device_id, "event")
+        session.user_id = user_id
+    if device_id:
+        session.device_id = device_id
 
 
 async def identify(request: web.Request) -> web.Response:
@@ -158,6 +177,7 @@ async def forget(request: web.Request) -> web.Response:
     bank = app[app_keys.ENGINE].bundle.bank
     removed["lookalike_states"] = bank.forget(set(past_sessions) | set(live))
     cfg = app[app_keys.CONFIG]
+    remember_forgotten(cfg.serve.forgotten_path, past_sessions + live)
     removed.update(forget_in_duckdb(cfg.data.duckdb_path, user,
                                     past_sessions + live))
     event_log = app.get(app_keys.EVENT_LOG)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rolecall.events import EVENT_TYPES
 
-Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
+Id = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
+# Event times: after 1970 and before 2100, finite (they become DuckDB
+# timestamps at ingest).
+MAX_TS = 4_102_444_800.0
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
@@ -24,14 +28,15 @@ class EventIn(Strict):
     item_id: str | None = Field(default=None, min_length=1,
                                 max_length=64)
     user_id: str | None = Field(default=None, min_length=1,
-                                max_length=128)
+                                max_length=128, pattern=ID_PATTERN)
     device_id: str | None = Field(default=None, min_length=1,
                                   max_length=128)
     filters: dict[str, str] | None = Field(default=None, max_length=16)
-    ts: float | None = Field(default=None, ge=0)
+    ts: float | None = Field(default=None, ge=0, le=MAX_TS,
+                             allow_inf_nan=False)
     event_id: str | None = Field(default=None, min_length=1,
                                  max_length=128)
-    k: int | None = Field(default=None, ge=1)
+    k: StrictInt | None = Field(default=None, ge=1)
 
 
 class Parts(BaseModel):

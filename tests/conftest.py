@@ -37,6 +37,7 @@ def tiny_config(db: Path, artifacts: Path, name: str = "hm") -> Config:
     # minute on these cores, and tests want exact answers anyway.
     cfg.serve.item_index = "flat"
     cfg.serve.lookalike_index = "flat"
+    cfg.serve.forgotten_path = str(Path(artifacts).parent / "forgotten.txt")
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import aiohttp
 import pytest
 
 from serve.app import STORE
@@ -69,6 +70,14 @@ async def test_recommendations_without_event_and_k(client, engine):
      "invalid_request"),
     (json.dumps({"session_id": "s3", "colour": "red"}), 422,
      "invalid_request"),
+    (json.dumps({"session_id": "s3", "item_id": "x", "ts": 1e300}), 422,
+     "invalid_request"),
+    ('{"session_id": "s3", "item_id": "x", "ts": Infinity}', 422,
+     "invalid_request"),
+    (json.dumps({"session_id": "s3", "item_id": "x", "k": True}), 422,
+     "invalid_request"),
+    (json.dumps({"session_id": "s3", "item_id": "x",
+                 "user_id": "has space/slash"}), 422, "invalid_request"),
 ])
 async def test_bad_input_gets_4xx_json_and_loses_nothing(
         client, engine, payload, status, error):
@@ -116,3 +125,24 @@ async def test_health_and_metrics(client, engine):
     text = await (await client.get("/metrics")).text()
     assert 'rolecall_request_seconds_count{endpoint="/v1/events"}' in text
     assert 'rolecall_stage_seconds_count{stage="encode"}' in text
+
+
+async def test_body_that_does_not_match_its_encoding_is_no_500(client):
+    # aiohttp's protocol may close the connection on a broken payload
+    # before any answer is written; when it does answer, it is our 400.
+    try:
+        r = await client.post("/v1/events", data=b'{"session_id": "g"}',
+                              headers={"Content-Type": "application/json",
+                                       "Content-Encoding": "gzip",
+                                       "Connection": "close"})
+    except aiohttp.ServerDisconnectedError:
+        pass
+    else:
+        assert r.status == 400
+        assert (await r.json())["error"] == "undecodable_body"
+    ok = await client.get("/v1/recommendations",
+                          params={"session_id": "g", "k": "3"})
+    assert ok.status == 200  # and the server keeps serving
+    r = await client.get("/v1/recommendations",
+                         params={"session_id": "caf\u00e9"})
+    assert r.status == 422

@@ -134,6 +134,11 @@ async def test_forget_customer_leaves_no_trace(client, db_copy):
     body = await (await client.post("/v1/sessions/f2/identify",
                                     json={"user_id": user})).json()
     assert body["history_events"] == 0
+    # A reload of the same bundle (restart, swap) keeps them forgotten.
+    cfg = app[CONFIG]
+    reloaded = Engine(load(engine.bundle.root), cfg.ranking, cfg.serve)
+    assert not [s for s in reloaded.bundle.bank.session_ids
+                if s.startswith(f"hm-{user[:16]}")]
 
 
 async def test_identify_rejects_bad_input(client):
@@ -172,3 +177,19 @@ async def test_login_attributes_earlier_anonymous_events_in_duckdb(
         con.close()
     assert rows == [("click", user), ("login", user)]
     assert links == [(user, "login")]
+
+
+async def test_event_user_ids_and_logout_events_move_the_link(client):
+    app = client.server.app
+    from serve.app import ENGINE
+    item = app[ENGINE].bundle.item_ids[app[ENGINE].prior_order[0]]
+    await client.post("/v1/sessions/lg-1/identify",
+                      json={"user_id": "alice"})
+    body = await (await client.post("/v1/events", json={
+        "session_id": "lg-1", "item_id": item, "user_id": "bob"})).json()
+    assert body["user_id"] == "bob"
+    assert app[GRAPH].session_user["lg-1"] == "bob"
+    await client.post("/v1/events", json={"session_id": "lg-1",
+                                          "event_type": "logout"})
+    assert "lg-1" not in app[GRAPH].session_user
+    assert app[STORE].get("lg-1").user_id is None
