@@ -23,7 +23,7 @@ from rolecall.config import Config
 from serve import app as app_keys
 from serve.engine import Engine
 from serve.errors import ApiError
-from serve.handlers import read_json
+from serve.requests import read_json
 from serve.metrics import BUNDLE
 
 log = logging.getLogger(__name__)

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
-import zlib
 import time
 import uuid
 
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
-from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from serve import app as app_keys
-from serve import eventlog
-from serve import catalog_routes, demo, identity_routes, openapi
-from serve.engine import Answer, Engine
-from serve import session_roles
+from serve import (catalog_routes, demo, eventlog, identity_routes,
+                   openapi, session_roles)
+from serve.engine import Engine
 from serve.errors import ApiError, from_validation
 from serve.metrics import (BUNDLE, SESSIONS, exposition, observe_stages)
-from serve.schemas import ID_PATTERN, EventIn
+from serve.requests import answer_body, parse_k, read_json, valid_id
+from serve.schemas import EventIn
 from serve.sessions import Event, Session
 
 ITEM_EVENTS = {"view", "click", "cart", "purchase"}
@@ -36,75 +32,6 @@ def add_routes(app: web.Application) -> None:
     openapi.add_routes(app)
     demo.add_routes(app)
     identity_routes.add_routes(app)
-
-
-def valid_id(value: str | None) -> bool:
-    return bool(value) and len(value) <= 128 and bool(
-        re.fullmatch(ID_PATTERN, value))
-
-
-async def read_json(request: web.Request) -> object:
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       "Content-Type: application/json",
-                       request.content_type)
-    try:
-        raw = await request.read()
-    except (zlib.error, ContentEncodingError,
-            RequestPayloadError) as exc:
-        raise ApiError(400, "undecodable_body",
-                       "a body that matches its Content-Encoding",
-                       request.headers.get("Content-Encoding")) from exc
-    except web.HTTPRequestEntityTooLarge as exc:
-        limit = request.app._client_max_size
-        raise ApiError(413, "body_too_large",
-                       f"a body of at most {limit} bytes",
-                       f"{request.content_length} bytes") from exc
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_json", "a JSON object",
-                       raw[:200].decode("utf-8", "replace")) from exc
-
-
-def _k(request: web.Request, value: int | str | None) -> int:
-    cfg = request.app[app_keys.CONFIG].serve
-    if value is None:
-        return cfg.default_k
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        k = 0
-    if not 1 <= k <= cfg.max_k:
-        raise ApiError(422, "invalid_k",
-                       f"k: an integer from 1 to {cfg.max_k}", str(value))
-    return k
-
-
-def _answer_body(engine: Engine, session: Session, answer: Answer,
-                 timing: dict[str, float]) -> dict:
-    recs = []
-    # Looked up once: a default list per item cost 4 ms a click.
-    departments = engine.bundle.items.get("department")
-    for a in answer.items:
-        recs.append({
-            "item_id": engine.bundle.item_ids[a.item],
-            "name": engine.names[a.item],
-            "score": round(a.score, 6),
-            "parts": {"model": round(a.model, 6),
-                      "lookalikes": round(a.lookalikes, 6),
-                      "history": round(a.history, 6)},
-            "reason": a.reason,
-            "gender": engine.genders[a.item],
-            "age_group": engine.ages[a.item],
-            "department": departments[a.item] if departments else None,
-            "lookalike_sessions": a.voters})
-    return {"session_id": session.session_id, "user_id": session.user_id,
-            "role": answer.role.as_dict() if answer.role else None,
-            "roles_seen": [{"key": key, **ctx}
-                           for key, ctx in session.roles.items()],
-            "events": len(session.events), "recommendations": recs,
-            "bundle": engine.version, "timing_ms": timing}
 
 
 def _event(engine: Engine, body: EventIn) -> Event:
@@ -138,7 +65,7 @@ async def post_event(request: web.Request) -> web.Response:
         body = EventIn.model_validate(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    k = _k(request, body.k)
+    k = parse_k(request, body.k)
     engine = request.app[app_keys.ENGINE]
     event = _event(engine, body)  # validates before anything is stored
     event_log = request.app.get(app_keys.EVENT_LOG)
@@ -171,7 +98,7 @@ async def post_event(request: web.Request) -> web.Response:
               "session_update": round((t2 - t1) * 1000, 3),
               **answer.timing_ms}
     t3 = time.perf_counter()
-    body_out = _answer_body(engine, session, answer, timing)
+    body_out = answer_body(engine, session, answer, timing)
     body_out.update(event_id=event.event_id, accepted=True,
                     switched=change.switched,
                     previous_role=change.previous if change.switched
@@ -200,14 +127,14 @@ async def get_recommendations(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_session_id",
                        "session_id: a query parameter of 1 to 128 "
                        "letters, digits or _.:@-", session_id)
-    k = _k(request, request.query.get("k"))
+    k = parse_k(request, request.query.get("k"))
     engine = request.app[app_keys.ENGINE]
     session = (request.app[app_keys.STORE].get(session_id)
                or Session(session_id))
     answer = engine.recommend(
         session, k, history=identity_routes.history_for(request.app,
                                                         session))
-    return web.json_response(_answer_body(engine, session, answer,
+    return web.json_response(answer_body(engine, session, answer,
                                           answer.timing_ms))
 
 

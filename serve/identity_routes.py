@@ -12,6 +12,7 @@ from serve import admin_routes
 from serve import app as app_keys
 from serve import eventlog
 from serve.errors import ApiError, from_validation
+from serve.requests import answer_body, parse_k, read_json, valid_id
 from serve.identity import (CustomerHistory, IdentityGraph,
                             forget_in_duckdb, remember_forgotten)
 from serve.sessions import Event, Session
@@ -68,7 +69,6 @@ def history_for(app: web.Application, session: Session) -> list[int]:
 
 
 def _session_id(request: web.Request) -> str:
-    from serve.handlers import valid_id
     sid = request.match_info["session_id"]
     if not valid_id(sid):
         raise ApiError(422, "invalid_session_id",
@@ -94,14 +94,13 @@ def link_from_event(app: web.Application, session: Session,
 
 
 async def identify(request: web.Request) -> web.Response:
-    from serve.handlers import _answer_body, _k, read_json
     sid = _session_id(request)
     raw = await read_json(request)
     try:
         body = IdentifyIn.model_validate(raw)
     except ValidationError as exc:
         raise from_validation(exc) from None
-    k = _k(request, body.k)
+    k = parse_k(request, body.k)
     app = request.app
     engine, store = app[app_keys.ENGINE], app[app_keys.STORE]
     session = store.get(sid) or Session(sid)
@@ -122,7 +121,7 @@ async def identify(request: web.Request) -> web.Response:
     store.put(session)
     history = history_for(app, session)
     answer = engine.recommend(session, k, history=history)
-    out = _answer_body(engine, session, answer, answer.timing_ms)
+    out = answer_body(engine, session, answer, answer.timing_ms)
     used = max(engine.ranking.history_events,
                engine.ranking.history_recent
                if engine.ranking.history_weight > 0 else 0)
@@ -144,7 +143,6 @@ def _add_known_roles(app: web.Application, session: Session) -> None:
 
 
 async def logout(request: web.Request) -> web.Response:
-    from serve.handlers import _answer_body
     sid = _session_id(request)
     app = request.app
     store, engine = app[app_keys.STORE], app[app_keys.ENGINE]
@@ -156,7 +154,7 @@ async def logout(request: web.Request) -> web.Response:
     session.user_id = None
     store.put(session)
     answer = engine.recommend(session, app[app_keys.CONFIG].serve.default_k)
-    out = _answer_body(engine, session, answer, answer.timing_ms)
+    out = answer_body(engine, session, answer, answer.timing_ms)
     out.update(logged_out=user)
     return web.json_response(out)
 
