@@ -31,10 +31,16 @@ def _serve(cfg: Config, worker: int) -> None:
     faiss.omp_set_num_threads(cfg.serve.threads)
     app = make_app(cfg, worker=worker)
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
-    log.info("rolecall answering on %s (bundle %s); try: curl %s/healthz",
-             url, cfg.serve.bundle, url)
+    log.info("starting: loading bundle %s", cfg.serve.bundle)
+
+    def announce(_: str) -> None:
+        # aiohttp calls this once the socket listens, after startup
+        # (the bundle and indexes) is done: only then is it true.
+        log.info("rolecall answering on %s (bundle %s); try: curl "
+                 "%s/healthz", url, cfg.serve.bundle, url)
+
     web.run_app(app, host=cfg.serve.host, port=cfg.serve.port,
-                print=None, access_log=None,
+                print=announce, access_log=None,
                 reuse_port=cfg.serve.workers > 1)
 
 
