@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from rolecall.bundle import Bundle
@@ -122,19 +123,16 @@ class Engine:
 
     def recommend(self, session: Session, k: int,
                   history: list[int] | None = None) -> Answer:
-        """Top k for the session; `history` (catalogue indices, oldest
-        first) is what the linked customer did before this session. It
-        is encoded before the session's own events, so the session's
-        intent, being more recent, weighs more."""
-        t0 = time.perf_counter()
+        """Top k for the session. `history` (catalogue indices, oldest
+        first) is what the linked customer did before this session: its
+        last `history_events` are encoded before the session's own, and
+        its recency-weighted distribution takes `history_weight` of the
+        score."""
         events = session.item_events()
         role = session_roles.active(session)
-        timing: dict[str, float] = {}
         past = list(history or [])[-self.ranking.history_recent:]
-        history = past[-self.ranking.history_events:] \
+        encoded = past[-self.ranking.history_events:] \
             if self.ranking.history_events > 0 else []
-        if not events and not past:
-            return Answer(self._backfill(k, set(), role), role, timing)
         order = list(range(len(events)))
         if self.ranking.role_encoding != "off":
             order = active_first([e.role for e in events],
@@ -145,11 +143,43 @@ class Engine:
             # A role named only by a filter has no events of its own
             # yet: keep the whole session, active role last.
             order = mine or order
-            history = [i for i in history if self.fits_item(role, i)]
+            encoded = [i for i in encoded if self.fits_item(role, i)]
         own = [events[i].item for i in order]
-        items = list(history) + own
-        types = ([EVENT_INDEX["purchase"]] * len(history)
+        items = encoded + own
+        types = ([EVENT_INDEX["purchase"]] * len(encoded)
                  + [EVENT_INDEX[events[i].event_type] for i in order])
+        seen = np.array(own) if self.exclude_seen and own else None
+        timing: dict[str, float] = {}
+        if items:
+            I, p, votes, neighbours = self._retrieve(items, types, timing)
+        else:  # nothing to encode: a cold start, or history alone
+            I, p = np.zeros(0, np.int64), np.zeros(0)
+            votes, neighbours = sp.csr_matrix((1, 0)), np.zeros(0, int)
+        t1 = time.perf_counter()
+        cand, _, m, v = blend(I, p, votes.indices, votes.data,
+                              self.weight, seen)
+        hist = np.zeros(len(cand))
+        if past and self.ranking.history_weight > 0:
+            cand, m, v, hist = self._add_history(past, cand, m, v, seen)
+        cand, m, v, hist = self._follow_role(role, cand, m, v, hist)
+        score = m + v + hist
+        best = top_k(cand, score, k)
+        answer = [Scored(int(cand[j]), float(score[j]), float(m[j]),
+                         float(v[j]), "", history=float(hist[j]))
+                  for j in best]
+        self._explain(answer, items, neighbours)
+        if len(answer) < k:
+            skip = {a.item for a in answer} | set(items)
+            answer += self._backfill(k - len(answer), skip, role)
+        if items:
+            timing["rank"] = _ms(time.perf_counter() - t1)
+        return Answer(answer, role, timing)
+
+    def _retrieve(self, items: list[int], types: list[int],
+                  timing: dict[str, float]) -> tuple:
+        """Encode, then search: the top items with their model
+        probabilities, the look-alikes' votes, and who voted."""
+        t0 = time.perf_counter()
         xq = self.encode(items, types)[None, :].astype(np.float32)
         t1 = time.perf_counter()
         D, I = self.item_index.search(xq, self.ranking.candidates)
@@ -158,28 +188,9 @@ class Engine:
                                          self.ranking.lookalikes)
         votes = self.bundle.bank.votes(Db, Ib).getrow(0)
         t3 = time.perf_counter()
-        seen = np.array(own) if self.exclude_seen and own else None
-        cand, score, m, v = blend(I[0], softmax(D[0].astype(np.float64)),
-                                  votes.indices, votes.data, self.weight,
-                                  seen)
-        hist = np.zeros(len(cand))
-        if past and self.ranking.history_weight > 0:
-            cand, score, m, v, hist = self._add_history(past, cand, m, v,
-                                                        seen)
-        cand, score, m, v, hist = self._follow_role(role, cand, score, m,
-                                                    v, hist)
-        best = top_k(cand, score, k)
-        answer = [Scored(int(cand[j]), float(score[j]), float(m[j]),
-                         float(v[j]), "", history=float(hist[j]))
-                  for j in best]
-        self._explain(answer, items, Ib[0])
-        if len(answer) < k:
-            skip = {a.item for a in answer} | set(items)
-            answer += self._backfill(k - len(answer), skip, role)
-        t4 = time.perf_counter()
         timing.update(encode=_ms(t1 - t0), item_search=_ms(t2 - t1),
-                      lookalike_search=_ms(t3 - t2), rank=_ms(t4 - t3))
-        return Answer(answer, role, timing)
+                      lookalike_search=_ms(t3 - t2))
+        return I[0], softmax(D[0].astype(np.float64)), votes, Ib[0]
 
     def fits(self, role: Role | None) -> np.ndarray | None:
         """Catalogue mask of items that suit the role (cached per role)."""
@@ -219,13 +230,14 @@ class Engine:
         mm = np.bincount(inv, weights=mm, minlength=len(items))
         vv = np.bincount(inv, weights=vv, minlength=len(items))
         hh = np.bincount(inv, weights=hh, minlength=len(items))
-        return items, mm + vv + hh, mm, vv, hh
+        return items, mm, vv, hh
 
     def fits_item(self, role: Role | None, item: int) -> bool:
         mask = self.fits(role)
         return True if mask is None else bool(mask[item])
 
     def _follow_role(self, role, cand, *parts):
+        """Drop (filter) or shrink (demote) the items that do not fit."""
         mask = self.fits(role)
         if mask is None:
             return (cand, *parts)
@@ -241,8 +253,11 @@ class Engine:
         if not answer:
             return
         rec = np.array([a.item for a in answer])
-        sims = self.unit_v[rec] @ self.unit_v[items].T  # (K, L)
-        closest = np.array(items)[sims.argmax(axis=1)]
+        if items:
+            sims = self.unit_v[rec] @ self.unit_v[items].T  # (K, L)
+            closest = np.array(items)[sims.argmax(axis=1)]
+        else:
+            closest = [None] * len(answer)
         sessions = self.bundle.bank.session_ids
         valid = neighbours[neighbours >= 0]
         # One sparse slice for all answers: a column slice per answer
@@ -258,7 +273,8 @@ class Engine:
                 a.reason = (f"{n} look-alike session{'s' if n > 1 else ''}"
                             " went on to buy it")
             else:
-                a.reason = f"goes with {self.names[near] or 'your click'}"
+                name = self.names[near] if near is not None else None
+                a.reason = f"goes with {name or 'your click'}"
 
     def _backfill(self, k: int, skip: set[int],
                   role: Role | None) -> list[Scored]:

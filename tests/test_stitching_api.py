@@ -193,3 +193,18 @@ async def test_event_user_ids_and_logout_events_move_the_link(client):
                                           "event_type": "logout"})
     assert "lg-1" not in app[GRAPH].session_user
     assert app[STORE].get("lg-1").user_id is None
+
+
+async def test_identify_before_any_click_answers_from_history(client,
+                                                               db_copy):
+    from serve.app import ENGINE
+    app = client.server.app
+    user, _ = _customer(db_copy, app[ENGINE])
+    r = await client.post("/v1/sessions/fresh/identify",
+                          json={"user_id": user, "k": 12})
+    assert r.status == 200
+    body = await r.json()
+    assert body["history_events"] > 0
+    recs = body["recommendations"]
+    assert len(recs) == 12
+    assert any(x["parts"]["history"] > 0 for x in recs)
