@@ -69,12 +69,12 @@ def stage_export(cfg: DictConfig) -> None:
 
 def stage_roles(cfg: DictConfig) -> None:
     from train.pipeline import run_roles
-    run_roles(cfg, _out_dir())
+    print(run_roles(cfg, _out_dir()))
 
 
 def stage_stitching(cfg: DictConfig) -> None:
     from train.pipeline import run_stitching
-    run_stitching(cfg, _out_dir())
+    print(run_stitching(cfg, _out_dir()))
 
 
 def stage_serve(cfg: DictConfig) -> None:
@@ -89,7 +89,9 @@ def stage_bench(cfg: DictConfig) -> None:
 
 def stage_main(cfg: DictConfig) -> None:
     from train.pipeline import run_main
-    run_main(cfg, _out_dir())
+    for report in run_main(cfg, _out_dir()):
+        print("\n" + report.to_markdown())
+    cfg.serve.bundle = str(Path(cfg.artifacts_dir) / cfg.datasets[0])
     stage_serve(cfg)
 
 

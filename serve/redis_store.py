@@ -60,6 +60,16 @@ class RedisStore:
         pipe.zrem(self._seen, session_id)
         pipe.execute()
 
+    def items(self) -> list[tuple[str, Session]]:
+        """Every live session; a scan, for admin calls such as forget."""
+        out = []
+        for key in self.client.scan_iter(match=self._key("*"), count=500):
+            raw = self.client.get(key)
+            if raw is not None:
+                session = Session.from_dict(json.loads(raw))
+                out.append((session.session_id, session))
+        return out
+
     def __len__(self) -> int:
         cutoff = time.time() - self.ttl_ms / 1000
         return int(self.client.zcount(self._seen, cutoff, "+inf"))

@@ -2,37 +2,15 @@
 ingest, train and evaluate both datasets, export, then serve on a port."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def _post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type":
-                                          "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+from tests.servers import ROOT, free_port, get, post
 
 
 def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
-    port = _free_port()
+    port = free_port()
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "rolecall", "main",
            f"data.duckdb_path={tmp_path / 'db.duckdb'}",
@@ -54,7 +32,7 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
         while True:
             assert proc.poll() is None, (tmp_path / "main.log").read_text()
             try:
-                health = _get(f"{base}/healthz")
+                health = get(f"{base}/healthz")
                 break
             except OSError:
                 assert time.time() < deadline, "server never came up"
@@ -62,7 +40,7 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
         assert health["status"] == "ok" and health["items"] == 105542
         items = json.loads((tmp_path / "artifacts" / "hm" /
                             "items.json").read_text())["item_id"]
-        answer = _post(f"{base}/v1/events", {
+        answer = post(f"{base}/v1/events", {
             "session_id": "e2e", "event_type": "click",
             "item_id": items[1000]})
         assert len(answer["recommendations"]) == 20

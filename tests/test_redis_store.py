@@ -25,6 +25,8 @@ def test_store_round_trips_sessions_and_counts_them(redis_url):
     store.put(s)
     store.put(Session("r2"))
     assert store.get("r1") == s and len(store) == 2
+    assert dict(store.items()) == {"r1": s, "r2": Session(
+        "r2", last_seen=store.get("r2").last_seen)}
     store.delete("r1")
     assert store.get("r1") is None and len(store) == 1
     assert store.get("never") is None

@@ -99,12 +99,8 @@ def run_main(cfg: DictConfig, out_dir: Path) -> list[EvalReport]:
         reports.append(report)
     path = out_dir / "evaluation.md"
     path.write_text("\n\n".join(r.to_markdown() for r in reports))
-    for r in reports:
-        print("\n" + r.to_markdown())
     log.info("main job's offline part done in %.0fs; tables in %s",
              time.perf_counter() - started, path)
-    served = Path(cfg.artifacts_dir) / cfg.datasets[0]
-    cfg.serve.bundle = str(served)
     return reports
 
 
@@ -132,7 +128,7 @@ def evaluate_bundle(cfg: Config, out_dir: Path) -> EvalReport:
 
 
 def run_roles(cfg: Config, out_dir: Path, n_simulated: int = 300,
-              n_real: int = 600):
+              n_real: int = 600) -> str:
     """The role evaluation table on real mixed baskets and simulation."""
     from rolecall.bundle import load
     from train.role_eval import evaluate_roles, real_mixed_sessions
@@ -157,9 +153,8 @@ def run_roles(cfg: Config, out_dir: Path, n_simulated: int = 300,
     text = "\n\n".join(t.to_markdown() for t in tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "roles.md").write_text(text)
-    print(text)
     log.info("role evaluation written to %s", out_dir / "roles.md")
-    return tables
+    return text
 
 
 def run_stitching(cfg: Config, out_dir: Path) -> str:
@@ -172,7 +167,8 @@ def run_stitching(cfg: Config, out_dir: Path) -> str:
                               load_sessions(cfg.data))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stitching.md").write_text(text)
-    print(text)
+    log.info("stitching evaluation written to %s",
+             out_dir / "stitching.md")
     return text
 
 
