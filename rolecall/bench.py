@@ -12,6 +12,14 @@ Parts (bench.parts), each a table printed and written to the run folder:
 - scale: seeded random catalogues of 100k to 10M rows, per index kind:
   memory, build time, query latency, recall@k against exact search.
 - train: examples per second and seconds per epoch on the data.
+- device: a training epoch and the server at a few rates, on the CPU
+  and on the GPU (rolecall/device_bench.py; not in the default parts).
+- sessions: a million distinct sessions through the memory store and
+  the per-click session update, in simulated time, in a fresh process:
+  memory and sessions held as idle expiry, then the cap, bite.
+- overload: the server's capacity, then an open loop at twice it (how
+  many get a quick 503, how fast the rest are answered), then a low
+  rate (does it recover); also with shedding off, for comparison.
 
 Every figure is compared with one measured in the same run, because
 the machine is shared and absolute times drift between runs.
@@ -23,7 +31,9 @@ import dataclasses
 import gc
 import json
 import logging
+import multiprocessing
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -96,6 +106,13 @@ def run_bench(cfg: Config | DictConfig, out_dir: Path) -> list[Table]:
         keep([scale_table(bench, cfg.serve.index)])
     if "train" in bench.parts:
         keep([train_table(cfg)])
+    if "device" in bench.parts:
+        from rolecall.device_bench import device_tables
+        keep(device_tables(cfg, out_dir, passed))
+    if "sessions" in bench.parts:
+        keep([sessions_table(bench)])
+    if "overload" in bench.parts:
+        keep([overload_table(cfg, out_dir, passed)])
     log.info("bench tables written to %s", out_dir / "bench.md")
     return tables
 
@@ -202,7 +219,8 @@ class Loadgen:
         self.runs = 0
 
     def __call__(self, mode: str, endpoint: str, value: float,
-                 duration: float, stages: bool = False) -> dict:
+                 duration: float, stages: bool = False,
+                 drain_after: bool = True) -> dict:
         self.runs += 1
         out = self.out_dir / f"load-{self.runs:02d}.json"
         key = "--rate" if mode == "open" else "--concurrency"
@@ -218,7 +236,8 @@ class Loadgen:
         log.info("%s %s %s: %.0f/s, p99 %s ms, %d errors", mode, endpoint,
                  value, result["throughput"],
                  result["latency_ms"].get("p99"), result["errors"])
-        drain(self.url, self.bench.timeout_s * 6)
+        if drain_after:
+            drain(self.url, self.bench.timeout_s * 6)
         return result
 
 
@@ -469,3 +488,155 @@ def train_table(cfg: Config) -> Table:
           round(result.examples_per_second)]],
         "An example is one next-item position of a training session. "
         "Seconds include each epoch's validation on 3,000 sessions.")
+
+
+# ---- sessions: memory of the live session store ----
+
+
+def session_run(bench: BenchConfig, cap: int, ttl_s: float) -> dict:
+    """Push bench.session_count distinct sessions through the memory
+    store and the click path's session update, in simulated time.
+
+    Runs in a fresh process (sessions_table), so that the reference is
+    a process that has held no sessions yet. No model work: item roles
+    rotate through a few people, as a shop's clicks would.
+    """
+    from rolecall.roles import Role
+    from serve import session_roles
+    from serve.sessions import Event, MemoryStore, Session
+    people = [Role("women", "adult"), Role("men", "adult"),
+              Role("girls", "child", "110-116"), None]
+    now = [0.0]
+    store = MemoryStore(cap, ttl_s, clock=lambda: now[0])
+    reference = _rss() / 2**20
+    rows, started = [], time.perf_counter()
+    for i in range(bench.session_count):
+        now[0] = i / bench.session_rate
+        sid = f"bench-{i}"
+        session = store.get(sid) or Session(sid)
+        for j in range(bench.session_clicks):
+            event = Event(f"{sid}-{j}", now[0], "click",
+                          item=(i * 7 + j) % 105_542)
+            session_roles.record(session, event,
+                                 people[(i + j) % len(people)], 200,
+                                 now[0])
+        store.put(session)
+        if (i + 1) % bench.session_checkpoint == 0:
+            rows.append([i + 1, len(store),
+                         f"{store.expired:,} / {store.evicted:,}",
+                         _rss() / 2**20, _peak_rss_mib()])
+    return {"reference": reference, "rows": rows,
+            "seconds": time.perf_counter() - started}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sessions_table(bench: BenchConfig) -> Table:
+    runs = {f"idle expiry {bench.session_ttl_s:g} s":
+            (bench.session_count, bench.session_ttl_s),
+            f"cap {bench.session_cap:,}":
+            (bench.session_cap, float("inf"))}
+    ctx = multiprocessing.get_context("spawn")
+    rows, notes = [], []
+    for name, (cap, ttl) in runs.items():
+        with ctx.Pool(1) as pool:
+            run = pool.apply(session_run, (bench, cap, ttl))
+        ref = run["reference"]
+        rows.append([name, "before the run", 0, "0 / 0", round(ref),
+                     round(ref), 0])
+        rows += [[name, pushed, held, removed, round(rss), round(peak),
+                  round(rss - ref)] for pushed, held, removed, rss, peak
+                 in run["rows"]]
+        notes.append(f"{name}: {bench.session_count / run['seconds']:,.0f}"
+                     " sessions/s")
+        log.info("sessions: %s done in %.0fs", name, run["seconds"])
+    return Table(
+        f"Session memory: {bench.session_count:,} distinct sessions of "
+        f"{bench.session_clicks} clicks", [
+            "store", "sessions pushed", "held", "removed idle / cap",
+            "RSS MiB",
+            "peak RSS MiB", "over reference MiB"], rows,
+        f"Sessions arrive {bench.session_rate:g} a simulated second "
+        f"through MemoryStore and the click's session update "
+        f"(serve/session_roles.record), each in a fresh process whose "
+        f"RSS before the run is the reference. Idle expiry holds about "
+        f"rate x ttl sessions; the cap holds the cap. Once either bites, "
+        f"RSS stops growing with the sessions pushed: freed sessions' "
+        f"memory is reused. "
+        + "; ".join(notes) + ".")
+
+
+# ---- overload: shedding past capacity, and recovery ----
+
+
+OVERLOAD_OFF = ["serve.max_inflight=0"]
+
+
+def overload_rows(load: Loadgen, bench: BenchConfig, name: str,
+                  rates: tuple[int, int] | None) -> tuple[list, tuple]:
+    """Rows of one server; measures the rates first when not given."""
+    load("closed", "events", 1, bench.warmup_s)
+    rows = []
+    if rates is None:
+        probe = load("closed", "events", bench.overload_shoppers,
+                     bench.duration_s)
+        capacity = probe["throughput"]
+        rates = (round(capacity * bench.overload_factor),
+                 max(round(capacity * bench.overload_recovery), 1))
+        rows.append(_overload_row(
+            name, f"capacity ({bench.overload_shoppers} shoppers)", probe))
+    over = load("open", "events", rates[0], bench.overload_s,
+                drain_after=False)
+    after = load("open", "events", rates[1], bench.overload_recovery_s)
+    rows += [_overload_row(name, f"{bench.overload_factor:g}x capacity",
+                           over),
+             _overload_row(name, f"then {bench.overload_recovery:g}x",
+                           after)]
+    return rows, rates
+
+
+def _overload_row(name: str, phase: str, r: dict) -> list:
+    shed = r["error_kinds"].get("http 503", 0)
+    lat = r["latency_ms"]
+    return [name, phase, r["target"], r["sent"], r["throughput"],
+            round(shed / max(r["sent"], 1), 3), r["errors"] - shed,
+            lat.get("p50", "-"), lat.get("p99", "-")]
+
+
+def overload_table(cfg: Config, out_dir: Path,
+                   passed: list[str]) -> Table:
+    bench = cfg.bench
+    sessions = out_dir / "sessions.json"
+    if not sessions.exists():
+        write_sessions(cfg, sessions)
+    server_cpus, client_cpus = cores() if bench.pin else (None, None)
+    servers = {"shedding on": passed}
+    if bench.overload_compare_off:
+        servers["shedding off"] = passed + OVERLOAD_OFF
+    rows, rates = [], None  # both servers at the same rates
+    for name, overrides in servers.items():
+        folder = "overload-" + name.split()[-1]
+        with server(cfg, out_dir, folder, overrides, server_cpus) as url:
+            load = Loadgen(url, sessions, out_dir / folder, bench,
+                           client_cpus)
+            load.out_dir.mkdir(exist_ok=True)
+            new, rates = overload_rows(load, bench, name, rates)
+            rows += new
+    serve = cfg.serve
+    return Table(
+        "Overload: past capacity, then back to a low rate", [
+            "server", "phase", "target", "sent", "answered/s",
+            "503 share", "other errors", "p50 ms", "p99 ms"], rows,
+        f"Capacity: answers per second of a closed loop of "
+        f"{bench.overload_shoppers} shoppers on the first server. Then, "
+        f"on each server, an open loop at {bench.overload_factor:g}x that "
+        f"for {bench.overload_s:g} s and, at once, "
+        f"{bench.overload_recovery:g}x for {bench.overload_recovery_s:g} "
+        f"s. Latency of answered (200) "
+        f"requests only, from each request's due time; other errors are "
+        f"client timeouts ({bench.timeout_s:g} s) and refused "
+        f"connections. Shedding: serve.max_inflight="
+        f"{serve.max_inflight}, max_queue={serve.max_queue}, "
+        f"max_queue_ms={serve.max_queue_ms:g}; off: max_inflight=0.")

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from rolecall.lookalikes import Bank
+from rolecall.merch import Business
 from rolecall.model import TowerShape, TwoTower, build
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ FILES = {
     "bank_vectors": "bank_vectors.npy",  # (n_states, dim) unit rows
     "bank_futures": "bank_futures.npz",  # (n_states, n_items) CSR
     "bank_sessions": "bank_sessions.json",  # session id per state
+}
+# Files a bundle may lack: checked when its manifest lists them, else
+# the engine serves with defaults (bundles exported before them).
+OPTIONAL = {
+    "business": "business.json",  # price, margin, stock, ... per item
 }
 
 
@@ -69,7 +75,8 @@ def verify(root: Path) -> dict:
     """The manifest, once every file is present and matches it."""
     manifest = read_manifest(root)
     sums = manifest.get("files", {})
-    for name in FILES.values():
+    listed = [n for n in OPTIONAL.values() if n in sums]
+    for name in [*FILES.values(), *listed]:
         path = root / name
         if not path.is_file():
             raise BundleError(f"{root}: missing {name}")
@@ -93,6 +100,7 @@ class Bundle:
     features: np.ndarray
     vocabs: dict[str, list[str]]
     bank: Bank
+    business: Business
 
     @property
     def version(self) -> str:
@@ -130,7 +138,8 @@ def _load(root: Path, manifest: dict,
         id_rows=np.load(root / FILES["id_rows"]),
         features=np.load(root / FILES["features"]),
         vocabs=json.loads((root / FILES["vocabs"]).read_text()),
-        bank=bank)
+        bank=bank,
+        business=_business(root, manifest, len(items["item_id"])))
     n = len(bundle.item_ids)
     if bundle.item_vectors.shape[0] != n or bundle.item_index.ntotal != n:
         raise BundleError(f"{root}: {n} items but "
@@ -142,3 +151,13 @@ def _load(root: Path, manifest: dict,
     log.info("loaded bundle %s: %d items, %d look-alike states",
              manifest["version"], n, len(bank))
     return bundle
+
+
+def _business(root: Path, manifest: dict, n: int) -> Business:
+    name = OPTIONAL["business"]
+    if name not in manifest.get("files", {}):
+        log.warning("bundle %s has no %s (exported before business "
+                    "data): prices and margins unknown, every item in "
+                    "stock", manifest["version"], name)
+        return Business.empty(n)
+    return Business.from_columns(json.loads((root / name).read_text()), n)

@@ -7,9 +7,11 @@ Stages:
   export     export a bundle again from checkpoint=<train run>/...pt
   roles      the role-switch evaluation on real and simulated sessions
   stitching  anonymous against identified at the first click
+  merch      accuracy against margin, per ranking.margin_weight
   serve      answer HTTP on serve.host:serve.port
   main       ingest, train every dataset in `datasets`, serve the first
-  bench      load, per-stage, index-scale and training tables
+  bench      load, per-stage, index-scale, training, session memory
+             and overload tables
 
 Every stage takes Hydra overrides, e.g.
 `rolecall train data=yoochoose train.epochs=3`.
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 # it is called from an installed console script.
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 STAGES = ("ingest", "train", "evaluate", "export", "roles", "stitching",
-          "serve", "main", "bench")
+          "merch", "serve", "main", "bench")
 _stage = {"name": "main"}
 
 
@@ -49,6 +51,8 @@ def stage_ingest(cfg: DictConfig) -> None:
 def stage_train(cfg: DictConfig) -> None:
     from train.pipeline import run_offline
     report, bundle = run_offline(cfg, _out_dir())
+    if report is None:  # a torchrun process other than the first
+        return
     print(report.to_markdown())
     print(f"\nbundle: {bundle}\nrun folder: {_out_dir()}")
 
@@ -75,6 +79,11 @@ def stage_roles(cfg: DictConfig) -> None:
 def stage_stitching(cfg: DictConfig) -> None:
     from train.pipeline import run_stitching
     print(run_stitching(cfg, _out_dir()))
+
+
+def stage_merch(cfg: DictConfig) -> None:
+    from train.pipeline import run_merch
+    print(run_merch(cfg, _out_dir()))
 
 
 def stage_serve(cfg: DictConfig) -> None:

@@ -48,6 +48,8 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 12
+    # Sessions per optimisation step in all; under torchrun each process
+    # takes batch_size / processes of them (train/distributed.py).
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -55,6 +57,9 @@ class TrainConfig:
     logq_correction: bool = True
     patience: int = 3  # epochs without validation gain before stopping
     device: str = "auto"  # auto | cpu | cuda
+    # Mixed precision: bfloat16 autocast on a GPU that has it (auto,
+    # bf16) or never (off); on a CPU, training stays float32.
+    amp: str = "auto"
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     # After choosing the epoch count on validation, train again on train
@@ -103,6 +108,29 @@ class RankingConfig:
     history_weight: float = 0.2
     history_decay: float = 0.9  # per event, older to newer
     history_recent: int = 50  # past events considered at all
+    # Merchandising (issue 5; rolecall/merch.py). Each business signal
+    # is in [0, 1] and adds weight * signal * (the best relevance among
+    # the answer's candidates) to an item's score, as its own part: a
+    # margin_weight of 0.2 lifts an item with a full margin by a fifth
+    # of the top item's relevance, in any session. All 0 (default): the
+    # relevance ranking, unchanged. A negative weight demotes.
+    margin_weight: float = 0.0  # signal: margin share of the price
+    new_arrival_weight: float = 0.0  # 1 on arrival, 0 after the days
+    new_arrival_days: int = 30
+    # Newness is measured from this day (YYYY-MM-DD); "" takes the
+    # newest arrival in the bundle (the bundled data ends in 2020).
+    new_arrival_as_of: str = ""
+    campaign_weight: float = 0.0  # signal: tagged with an active tag
+    campaign_tags: list[str] = field(default_factory=list)
+    stock_weight: float = 0.0  # stock pressure: units / stock_full
+    stock_full: int = 50
+    # Diversity: at most this many items of one product type per answer
+    # (0: no cap). It gives way only when the eligible items cannot
+    # fill k otherwise.
+    max_per_product_type: int = 0
+    # The newest items added online (PUT /v1/items) that join every
+    # answer's pool with relevance 0, for business weights to lift.
+    fresh_pool: int = 200
 
 
 @dataclass
@@ -129,7 +157,13 @@ class ServeConfig:
     default_k: int = 20
     max_k: int = 100
     max_events_per_session: int = 200
-    max_sessions: int = 1_000_000  # least recently seen evicted beyond
+    # Memory store: least recently seen evicted beyond max_sessions, and
+    # a session idle longer than session_ttl_s is gone (checked on read,
+    # removed a few at a time on writes: no sweep pauses the loop).
+    max_sessions: int = 1_000_000
+    # Expired sessions removed per write at most; above 1, removal
+    # outpaces arrival, and one write never stalls on a backlog.
+    expire_per_put: int = 8
     # sha256 of every forgotten customer's session ids: applied to the
     # look-alike bank at every load and swap, so a forgotten customer
     # does not come back with a bundle exported before the request.
@@ -139,33 +173,66 @@ class ServeConfig:
     lookalike_index: str = "auto"
     index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
+    # auto: encode (and search exact or IVF indexes) on a GPU when torch
+    # sees one and faiss-gpu is installed, else on the CPU.
+    device: str = "auto"
+    # Micro-batching: clicks arriving within this window are encoded and
+    # searched as one batch (up to max_batch). null: 2 ms on a GPU, where
+    # one row at a time leaves it idle, and off (0) on a CPU, where a
+    # batch only makes the first click wait.
+    batch_window_ms: float | None = None
+    max_batch: int = 16  # at most serve.max_inflight, which bounds it
     # Durable event log (serve/eventlog.py): JSON lines, one file per
     # day and writer, rotated at event_log_max_mb; "" turns it off, and
     # then a crash loses the sessions of a memory store.
     event_log_dir: str = "data/events"
     event_log_max_mb: int = 64
-    # Sessions idle longer than this are not rebuilt at start (and expire
-    # in Redis); a shop's visit rarely spans a day.
+    # Sessions idle longer than this expire (memory and Redis) and are
+    # not rebuilt at start; a shop's visit rarely spans a day.
     session_ttl_s: float = 86_400.0
     # A session joins the look-alike bank at a purchase or once idle
     # this long, without a retrain (serve/lookalike_feed.py).
     lookalike_idle_s: float = 1_800.0
     store: str = "memory"  # memory | redis (shared by processes, hosts)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A dead or stalled Redis fails a call within this many seconds and
+    # the answer is 503, instead of requests piling up behind it.
+    redis_timeout_s: float = 0.5
     # Processes answering on one port (SO_REUSEPORT); above 1 needs
     # store=redis, or each process would hold its own sessions.
     workers: int = 1
+    # Online catalogue changes (PUT /v1/items), JSON lines, fsync'ed
+    # before the answer and replayed on every load and swap; "" keeps
+    # them in memory only.
+    catalog_log_path: str = "data/catalog.jsonl"
     # Bearer token for /v1/admin/*; the env ROLECALL_ADMIN_TOKEN wins.
     # Unset in both places, admin calls are refused.
     admin_token: str = ""
+    # Overload (serve/overload.py): at most max_inflight requests are
+    # handled at once and max_queue wait their turn; more are answered
+    # 503 at once, and one that waited longer than max_queue_ms is
+    # answered 503 when its turn comes, since its shopper has moved on.
+    # Health, ping and metrics are never shed. max_inflight=0 turns
+    # shedding off, max_queue=0 leaves no line, max_queue_ms=0 lets a
+    # request wait in line as long as it takes. With micro-batching
+    # (a GPU), keep max_inflight at least max_batch: it bounds a batch.
+    # Chosen on `rolecall bench` at twice capacity on 2 cores: fewer in
+    # flight share fewer fsyncs (4: a third fewer answered); a longer
+    # wait makes the answered later, a shorter one sheds a mere burst
+    # of simultaneous clicks (README, Reliability).
+    max_inflight: int = 16
+    max_queue: int = 64
+    max_queue_ms: float = 50.0
+    retry_after_s: int = 1  # Retry-After of a 503
 
 
 @dataclass
 class BenchConfig:
-    """`rolecall bench`: online load, per-stage, scale and training."""
+    """`rolecall bench`: online load, per-stage, scale, training,
+    session memory and overload."""
 
     parts: list[str] = field(default_factory=lambda: [
-        "online", "stages", "scale", "train"])
+        "online", "stages", "scale", "train", "sessions", "overload"])
     # Sessions replayed: the dataset's last day (its test day).
     dataset: str = "hm"
     max_sessions: int = 5000
@@ -194,6 +261,45 @@ class BenchConfig:
     scale_hnsw_max_rows: int = 100_000
     train_epochs: int = 1
     train_threads: int = 2
+    # The device part (not in the default parts): open-loop rates for
+    # the CPU and the GPU server.
+    device_rates: list[int] = field(default_factory=lambda: [
+        250, 500, 1000, 2000, 4000])
+    # sessions: distinct sessions pushed through the memory store in
+    # simulated time, arriving session_rate a second with
+    # session_clicks clicks each; once with idle expiry at
+    # session_ttl_s (the cap out of reach), once with the cap at
+    # session_cap (no expiry). A row every session_checkpoint.
+    session_count: int = 1_000_000
+    session_checkpoint: int = 100_000
+    session_rate: float = 2_000.0
+    session_clicks: int = 3
+    session_ttl_s: float = 60.0
+    session_cap: int = 100_000
+    # overload: capacity from a closed loop of overload_shoppers (as
+    # many as serve.max_inflight: none waits in line, and enough share
+    # each fsync), then an open loop at overload_factor times it, then
+    # overload_recovery times it; the same rates again with shedding
+    # off, for comparison.
+    overload_shoppers: int = 16
+    overload_factor: float = 2.0
+    overload_recovery: float = 0.25
+    overload_s: float = 10.0
+    overload_recovery_s: float = 5.0
+    overload_compare_off: bool = True
+
+
+@dataclass
+class MerchConfig:
+    """`rolecall merch`: accuracy against margin, per margin weight."""
+
+    margin_weights: list[float] = field(
+        default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 1.0])
+    k: int = 12
+    max_sessions: int = 1500  # per split; keeps the run to minutes
+    # The weight recommended is the largest whose validation HR@k stays
+    # within this share of the weight-0 HR@k.
+    hr_tolerance: float = 0.02
 
 
 @dataclass
@@ -205,6 +311,7 @@ class Config:
     ranking: RankingConfig = field(default_factory=RankingConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    merch: MerchConfig = field(default_factory=MerchConfig)
     artifacts_dir: str = "artifacts"
     # `rolecall export`: a train run's checkpoint_<dataset>.pt.
     checkpoint: str = ""

@@ -145,6 +145,28 @@ def _ivf(xb: np.ndarray, nlist: int, params: IndexConfig, metric: int,
     return index
 
 
+def on_gpu(index, device) -> object:
+    """The index on the GPU when serving there and faiss can: exact and
+    IVF indexes copy over and answer the same; HNSW (and the inner-product
+    wrapper around it) has no GPU form and stays on the CPU."""
+    if getattr(device, "type", device) != "cuda":
+        return index
+    if not hasattr(faiss, "StandardGpuResources") or \
+            faiss.get_num_gpus() == 0:
+        log.info("faiss has no GPU support here (install the 'gpu' "
+                 "extra); searching on the CPU")
+        return index
+    if not isinstance(index, (faiss.IndexFlat, faiss.IndexIVFFlat)):
+        return index
+    global _gpu_resources
+    if _gpu_resources is None:
+        _gpu_resources = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(_gpu_resources, 0, index)
+
+
+_gpu_resources = None
+
+
 def recall_at_k(I: np.ndarray, I_exact: np.ndarray) -> float:
     """Share of the exact top k that the approximate top k also holds."""
     k = I_exact.shape[1]

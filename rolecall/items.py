@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rolecall.merch import Business, day_number
+
 FEATURES = ("product_type", "product_group", "appearance", "colour",
             "colour_value", "colour_master", "department", "index_name",
             "index_group", "section", "garment_group", "gender",
@@ -28,6 +30,9 @@ class Catalog:
     age_groups: np.ndarray
     departments: list[str | None]
     sizes: list[list[str]]  # sizes in stock; empty: one size, fits all
+    # Price, margin, stock, arrival, campaigns; all unknown for a
+    # dataset without them (rolecall/merch.py).
+    business: Business | None = None
 
     def __post_init__(self):
         self.index = {item: i for i, item in enumerate(self.item_ids)}
@@ -73,7 +78,7 @@ def load_catalog(con, dataset: str) -> Catalog:
     features = np.array(columns, dtype=np.int64).T
     keep = [j for j, f in enumerate(FEATURES) if len(vocabs[f]) > 1]
     g, a = FEATURES.index("gender"), FEATURES.index("age_group")
-    return Catalog(
+    catalog = Catalog(
         item_ids=item_ids,
         features=np.ascontiguousarray(features[:, keep]),
         vocabs=vocabs,
@@ -82,3 +87,29 @@ def load_catalog(con, dataset: str) -> Catalog:
         age_groups=np.array([v[a] for v in values], dtype=object),
         departments=[v[FEATURES.index("department")] for v in values],
         sizes=[r[-1].split(",") if r[-1] else [] for r in rows])
+    catalog.business = load_business(con, dataset, item_ids)
+    return catalog
+
+
+def load_business(con, dataset: str, item_ids: list[str]) -> Business:
+    """The item_business rows in catalogue order; unknown where none."""
+    business = Business.empty(len(item_ids))
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = 'item_business'").fetchone()[0]
+    if not has_table:  # a DuckDB file ingested before issue 5
+        return business
+    index = {item: i for i, item in enumerate(item_ids)}
+    rows = con.execute(
+        "SELECT item_id, price, margin, stock, arrival, campaigns "
+        "FROM item_business WHERE dataset = ?", [dataset]).fetchall()
+    for item, price, margin, stock, arrival, tags in rows:
+        i = index.get(item)
+        if i is None:
+            continue
+        business.price[i] = np.nan if price is None else price
+        business.margin[i] = np.nan if margin is None else margin
+        business.stock[i] = None if stock is None else dict(stock)
+        business.arrival[i] = day_number(arrival)
+        business.campaigns[i] = list(tags or [])
+    return business

@@ -55,3 +55,28 @@ def top_k(items: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(items))
     order = np.lexsort((items, -score))
     return order[:k]
+
+
+def diverse(items, groups: np.ndarray, k: int, cap: int,
+            counts: dict[int, int], skip=frozenset()
+            ) -> tuple[list[int], list[int]]:
+    """Walk items (best first) and take up to k of them, at most `cap`
+    per group (cap 0: no cap; a group below 0 is never capped), passing
+    over those in `skip`. counts (group -> taken) carries over between
+    calls. Returns the positions taken and, up to k, the positions
+    passed over for the cap, for a caller that must fill k anyway."""
+    taken, capped = [], []
+    for pos, item in enumerate(items):
+        if len(taken) == k:
+            break
+        item = int(item)
+        if item in skip:
+            continue
+        g = int(groups[item])
+        if cap > 0 and g >= 0 and counts.get(g, 0) >= cap:
+            if len(capped) < k:
+                capped.append(pos)
+            continue
+        counts[g] = counts.get(g, 0) + 1
+        taken.append(pos)
+    return taken, capped

@@ -56,6 +56,19 @@ def require_admin(request: web.Request) -> None:
                        else "no bearer token")
 
 
+def token_hint(cfg: Config) -> str:
+    """Whether an admin token is set and how to set one; never the
+    token itself, since this line goes to logs."""
+    if os.environ.get(TOKEN_ENV):
+        state = f"set (env {TOKEN_ENV})"
+    elif cfg.serve.admin_token:
+        state = "set (serve.admin_token)"
+    else:
+        state = "not set: admin calls answer 403"
+    return (f"admin token {state}; to set one, start with the env "
+            f"{TOKEN_ENV}=<token> or serve.admin_token=<token>")
+
+
 async def post_bundle(request: web.Request) -> web.Response:
     require_admin(request)
     raw = await read_json(request)
@@ -85,16 +98,26 @@ async def post_bundle(request: web.Request) -> web.Response:
 
 def prepare(cfg: Config, path: str, old: Engine) -> Engine:
     """The engine of the bundle at `path`; runs off the event loop."""
+    from serve.live_catalog import replay
     bundle = load(path)
     # Live sessions hold catalogue positions, not ids; another item
     # table would silently shift them. Such a bundle needs a restart,
-    # which rebuilds sessions by item id from the event log.
-    if bundle.item_ids != old.bundle.item_ids:
+    # which rebuilds sessions by item id from the event log. Items
+    # added online come back from the catalogue log, in the same order.
+    served = old.bundle.item_ids
+    if bundle.item_ids != served[:old.n_bundled]:
         raise BundleError(
             f"{path}: its catalogue ({len(bundle.item_ids)} items) "
-            f"differs from the served one ({len(old.bundle.item_ids)}); "
+            f"differs from the served one ({old.n_bundled}); "
             "restart the server to serve it")
-    return Engine(bundle, cfg.ranking, cfg.serve)
+    engine = Engine(bundle, cfg.ranking, cfg.serve)
+    replay(engine, cfg.serve.catalog_log_path)
+    if engine.bundle.item_ids != served:
+        raise BundleError(
+            f"{path}: the catalogue log does not bring back the "
+            f"{len(served) - old.n_bundled} items added online; "
+            "restart the server to serve it")
+    return engine
 
 
 def swap_engine(app: web.Application, engine: Engine) -> None:

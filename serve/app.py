@@ -11,12 +11,15 @@ from aiohttp import web
 from rolecall.bundle import load
 from rolecall.config import Config
 from rolecall.eventlog import read_records
-from serve import admin_routes, handlers, session_roles
+from serve import admin_routes, handlers, live_catalog, session_roles
+from serve.batcher import MicroBatcher
+from serve.batcher import window_ms as batch_window
 from serve.engine import Engine
 from serve.errors import error_middleware
 from serve.eventlog import EventLog, rebuild
 from serve.lookalike_feed import LookalikeFeed
 from serve.metrics import metrics_middleware
+from serve.overload import ADMISSION, Admission, overload_middleware
 from serve.sessions import MemoryStore, SessionStore
 
 log = logging.getLogger(__name__)
@@ -28,15 +31,21 @@ STARTED = web.AppKey("started", float)
 EVENT_LOG = web.AppKey("event_log", EventLog)  # absent when turned off
 FEED = web.AppKey("lookalike_feed", LookalikeFeed)
 WORKER = web.AppKey("worker", int)  # this process's number, from 0
+BATCHER = web.AppKey("batcher", MicroBatcher)  # absent when off
 
 
 def make_app(cfg: Config, engine: Engine | None = None,
              worker: int = 0) -> web.Application:
     """Build the app; without an engine, the bundle loads at startup."""
+    # Shedding inside metrics, so a 503 is counted like any answer.
     app = web.Application(middlewares=[metrics_middleware,
+                                       overload_middleware,
                                        error_middleware],
                           client_max_size=64 * 1024)
     app[CONFIG] = cfg
+    serve = cfg.serve
+    app[ADMISSION] = Admission(serve.max_inflight, serve.max_queue,
+                               serve.max_queue_ms, serve.retry_after_s)
     app[WORKER] = worker
     if engine is not None:
         app[ENGINE] = engine
@@ -54,8 +63,17 @@ async def _open_engine(app: web.Application):
         cfg = app[CONFIG]
         app[ENGINE] = Engine(load(cfg.serve.bundle), cfg.ranking,
                              cfg.serve)
+    # Online catalogue changes before the event log's sessions, which
+    # may hold items added online.
+    live_catalog.replay(app[ENGINE], app[CONFIG].serve.catalog_log_path)
     app[STARTED] = time.time()
     log.info("serving bundle %s", app[ENGINE].version)
+    serve = app[CONFIG].serve
+    window = batch_window(serve.batch_window_ms, app[ENGINE])
+    if window > 0:
+        app[BATCHER] = MicroBatcher(window, serve.max_batch)
+        log.info("micro-batching clicks within %.1f ms, up to %d",
+                 window, serve.max_batch)
     yield
 
 
@@ -63,7 +81,8 @@ async def _open_store(app: web.Application):
     cfg = app[CONFIG].serve
     if cfg.store == "redis":
         from serve.redis_store import RedisStore
-        store = RedisStore(cfg.redis_url, cfg.session_ttl_s)
+        store = RedisStore(cfg.redis_url, cfg.session_ttl_s,
+                           timeout_s=cfg.redis_timeout_s)
         store.ping()
         app[STORE] = store
         log.info("sessions in Redis at %s", cfg.redis_url)
@@ -73,7 +92,8 @@ async def _open_store(app: web.Application):
     if cfg.store != "memory":
         raise ValueError(f"serve.store: 'memory' or 'redis', found "
                          f"'{cfg.store}'")
-    app[STORE] = MemoryStore(cfg.max_sessions)
+    app[STORE] = MemoryStore(cfg.max_sessions, cfg.session_ttl_s,
+                             cfg.expire_per_put)
     yield
 
 

@@ -1,7 +1,8 @@
 """Catalogue browsing: departments and items of the served bundle.
 
 What a shop front (and the demo page) needs to show articles before the
-first click. Read-only; item upserts are issue 5's `PUT /v1/items`.
+first click. Read-only; item upserts are `PUT /v1/items`
+(serve/live_catalog.py).
 """
 
 from __future__ import annotations
@@ -104,13 +105,15 @@ class Catalog:
 
 
 # One catalogue per served bundle, rebuilt when the engine's bundle is
-# another object (a swap, issue 6); building takes about a second.
+# another object (a swap, issue 6) or has items added online; building
+# takes about a second.
 _cached: list[Catalog] = []
 
 
 def catalog(request: web.Request) -> Catalog:
     bundle = request.app[app_keys.ENGINE].bundle
-    if not _cached or _cached[0].bundle is not bundle:
+    if (not _cached or _cached[0].bundle is not bundle
+            or len(_cached[0].text) != len(bundle.item_ids)):
         _cached[:] = [Catalog.of(bundle)]
         log.info("catalogue of bundle %s: %d departments",
                  bundle.version, len(_cached[0].departments))

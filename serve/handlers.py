@@ -10,12 +10,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from serve import app as app_keys
-from serve import (catalog_routes, demo, eventlog, identity_routes,
-                   openapi, session_roles)
+from serve import (batcher, catalog_routes, demo, eventlog,
+                   identity_routes, live_catalog, openapi,
+                   session_roles)
 from serve.engine import Engine
 from serve.errors import ApiError, from_validation
 from serve.metrics import (BUNDLE, SESSIONS, exposition, observe_stages)
-from serve.requests import answer_body, parse_k, read_json, valid_id
+from serve.requests import (answer_body, parse_k, parse_where,
+                            read_json, valid_id, where_of)
 from serve.schemas import EventIn
 from serve.sessions import Event, Session
 
@@ -29,6 +31,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/ping", ping)  # the bench's floor
     app.router.add_get("/metrics", metrics)
     catalog_routes.add_routes(app)
+    live_catalog.add_routes(app)
     openapi.add_routes(app)
     demo.add_routes(app)
     identity_routes.add_routes(app)
@@ -82,18 +85,18 @@ async def post_event(request: web.Request) -> web.Response:
     if body.device_id:
         session.device_id = body.device_id
     limit = request.app[app_keys.CONFIG].serve.max_events_per_session
-    change = session_roles.apply(
+    change = session_roles.record(
         session, event,
-        engine.role_of(event.item) if event.item is not None else None)
-    session.events = (session.events + [event])[-limit:]
-    session.last_seen = time.time()
+        engine.role_of(event.item) if event.item is not None else None,
+        limit, time.time())
     store.put(session)
     SESSIONS.set(len(store))
     request.app[app_keys.FEED].note(session)
     t2 = time.perf_counter()
-    answer = engine.recommend(
-        session, k, history=identity_routes.history_for(request.app,
-                                                        session))
+    answer = await batcher.recommend(
+        request.app.get(app_keys.BATCHER), engine, session, k,
+        identity_routes.history_for(request.app, session),
+        where_of(body.where))
     timing = {"parse": round((t1 - t0) * 1000, 3),
               "session_update": round((t2 - t1) * 1000, 3),
               **answer.timing_ms}
@@ -128,12 +131,13 @@ async def get_recommendations(request: web.Request) -> web.Response:
                        "session_id: a query parameter of 1 to 128 "
                        "letters, digits or _.:@-", session_id)
     k = parse_k(request, request.query.get("k"))
+    where = parse_where(request)
     engine = request.app[app_keys.ENGINE]
     session = (request.app[app_keys.STORE].get(session_id)
                or Session(session_id))
-    answer = engine.recommend(
-        session, k, history=identity_routes.history_for(request.app,
-                                                        session))
+    answer = await batcher.recommend(
+        request.app.get(app_keys.BATCHER), engine, session, k,
+        identity_routes.history_for(request.app, session), where)
     return web.json_response(answer_body(engine, session, answer,
                                           answer.timing_ms))
 

@@ -23,7 +23,7 @@ import numpy as np
 from rolecall.events import EVENT_INDEX
 from rolecall.lookalikes import futures_matrix
 from serve.engine import Engine
-from serve.sessions import Session, SessionStore
+from serve.sessions import Session, SessionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +89,9 @@ class LookalikeFeed:
         period = max(min(self.idle_s / 4, 60.0), 0.05)
         while True:
             await asyncio.sleep(period)
-            self.sweep()
+            try:
+                self.sweep()
+            except StoreUnavailable as exc:
+                # The idle sessions stay noted; the next sweep tries
+                # again, once the store is back.
+                log.warning("look-alike sweep skipped: %s", exc)

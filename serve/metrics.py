@@ -1,4 +1,5 @@
-"""Prometheus metrics: per-endpoint latency, per-stage timings, sessions."""
+"""Prometheus metrics: per-endpoint latency, per-stage timings, sessions,
+requests shed under overload."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ STAGE = Histogram("rolecall_stage_seconds", "Time per stage of a click",
                   ["stage"], buckets=_BUCKETS, registry=REGISTRY)
 SESSIONS = Gauge("rolecall_sessions", "Live sessions held",
                  registry=REGISTRY)
+SHED = Counter("rolecall_shed_total", "Requests answered 503 because "
+               "the server was past capacity", ["endpoint", "reason"],
+               registry=REGISTRY)
 BUNDLE = Gauge("rolecall_bundle_info", "Bundle being served",
                ["version"], registry=REGISTRY)
 

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from serve.catalog_routes import DepartmentsOut, ItemsOut
-from serve.schemas import ErrorOut, EventIn, EventOut, RecommendationsOut
+from serve.overload import NEVER_SHED
+from serve.schemas import (ErrorOut, EventIn, EventOut, ItemsChangedOut,
+                           ItemsIn, RecommendationsOut)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,21 @@ _SID = Param("session_id", {"type": "string", "minLength": 1,
 _ADMIN = (401, 403)
 _K = Param("k", {"type": "integer", "minimum": 1},
            about="how many recommendations (default from config)")
+# The request's own filters (serve.schemas.WhereIn), as query parameters.
+_WHERE = [
+    Param("price_min", {"type": "number", "minimum": 0},
+          about="only items priced at least this"),
+    Param("price_max", {"type": "number", "minimum": 0},
+          about="only items priced at most this (unknown prices fail)"),
+    Param("product_type", {"type": "string", "maxLength": 128},
+          about="only this product type"),
+    Param("department", {"type": "string", "maxLength": 128},
+          about="only this department"),
+    Param("campaign", {"type": "string", "maxLength": 64},
+          about="only items tagged with this campaign"),
+]
+
+
 def _identify_in() -> type[BaseModel]:
     # Imported late: handlers import this module, and identity_routes
     # imports (through admin_routes) handlers.
@@ -108,7 +125,7 @@ OPS = [
        "without a new event", RecommendationsOut, (422,),
        params=[Param("session_id", {"type": "string", "minLength": 1,
                                     "maxLength": 128}, required=True),
-               _K]),
+               _K, *_WHERE]),
     Op("post", "/v1/sessions/{session_id}/identify", "Link the session "
        "to a customer; answer with recommendations using their history",
        IdentifyOut, (400, 413, 415, 422), body=_identify_in, params=[_SID]),
@@ -133,6 +150,10 @@ OPS = [
                Param("limit", {"type": "integer", "minimum": 1,
                                "maximum": 200}),
                Param("offset", {"type": "integer", "minimum": 0})]),
+    Op("put", "/v1/items", "Upsert catalogue items: attributes, price, "
+       "margin, stock per size, arrival, campaigns; a new item is "
+       "embedded from its attributes and recommendable at once (admin)",
+       ItemsChangedOut, (*_ADMIN, 400, 413, 415, 422), body=ItemsIn),
     Op("get", "/v1/departments", "Departments with their index group "
        "and item count", DepartmentsOut),
     Op("get", "/healthz", "Liveness and the bundle served", HealthOut),
@@ -166,6 +187,12 @@ def _operation(op: Op, refs: dict) -> dict:
         responses[str(status)] = {
             "description": "an error saying what was expected and what "
                            "was found",
+            "content": _content(ErrorOut, refs)}
+    if op.path not in NEVER_SHED:
+        responses["503"] = {
+            "description": "past capacity, or the session store is "
+                           "unavailable: retry after Retry-After seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
             "content": _content(ErrorOut, refs)}
     out: dict = {"summary": op.summary, "responses": responses}
     if op.params:

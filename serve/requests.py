@@ -11,11 +11,12 @@ import zlib
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
+from pydantic import ValidationError
 
 from serve import app as app_keys
-from serve.engine import Answer, Engine
-from serve.errors import ApiError
-from serve.schemas import ID_PATTERN
+from serve.engine import Answer, Engine, Where
+from serve.errors import ApiError, from_validation
+from serve.schemas import ID_PATTERN, WhereIn
 from serve.sessions import Session
 
 
@@ -48,6 +49,26 @@ async def read_json(request: web.Request) -> object:
                        raw[:200].decode("utf-8", "replace")) from exc
 
 
+WHERE_PARAMS = ("price_min", "price_max", "product_type", "department",
+                "campaign")
+
+
+def where_of(body: WhereIn | None) -> Where | None:
+    return Where(**body.model_dump()) if body is not None else None
+
+
+def parse_where(request: web.Request) -> Where | None:
+    """The request filters of a query string (WhereIn's fields)."""
+    given = {p: request.query[p] for p in WHERE_PARAMS
+             if p in request.query}
+    if not given:
+        return None
+    try:
+        return where_of(WhereIn.model_validate_strings(given))
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
 def parse_k(request: web.Request, value: int | str | None) -> int:
     cfg = request.app[app_keys.CONFIG].serve
     if value is None:
@@ -71,15 +92,16 @@ def answer_body(engine: Engine, session: Session, answer: Answer,
         recs.append({
             "item_id": engine.bundle.item_ids[a.item],
             "name": engine.names[a.item],
-            "score": round(a.score, 6),
-            "parts": {"model": round(a.model, 6),
-                      "lookalikes": round(a.lookalikes, 6),
-                      "history": round(a.history, 6)},
+            # Unrounded: the parts add up to the score exactly.
+            "score": a.score,
+            "parts": {"model": a.model, "lookalikes": a.lookalikes,
+                      "history": a.history, "business": a.business},
             "reason": a.reason,
             "gender": engine.genders[a.item],
             "age_group": engine.ages[a.item],
             "department": departments[a.item] if departments else None,
-            "lookalike_sessions": a.voters})
+            "lookalike_sessions": a.voters,
+            "evidence": a.evidence, "backfill": a.backfill})
     return {"session_id": session.session_id, "user_id": session.user_id,
             "role": answer.role.as_dict() if answer.role else None,
             "roles_seen": [{"key": key, **ctx}

@@ -11,6 +11,7 @@ import torch
 from aiohttp import web
 
 from rolecall.config import Config
+from serve.admin_routes import token_hint
 from serve.app import make_app
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def _serve(cfg: Config, worker: int) -> None:
         # (the bundle and indexes) is done: only then is it true.
         log.info("rolecall answering on %s (bundle %s); try: curl "
                  "%s/healthz", url, cfg.serve.bundle, url)
+        log.info(token_hint(cfg))
 
     web.run_app(app, host=cfg.serve.host, port=cfg.serve.port,
                 print=announce, access_log=None,

@@ -63,3 +63,13 @@ def apply(session: Session, event: Event,
     decisive = seen is not None and seen.known
     event.role = session.active_role if decisive else None
     return RoleChange(switched, previous)
+
+
+def record(session: Session, event: Event, item_role: Role | None,
+           max_events: int, now: float) -> RoleChange:
+    """One accepted event into its session: the role it implies, the
+    last max_events events kept, and the time it was last seen."""
+    change = apply(session, event, item_role)
+    session.events = (session.events + [event])[-max_events:]
+    session.last_seen = now
+    return change

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -49,6 +50,10 @@ class Session:
         return cls(**data)
 
 
+class StoreUnavailable(Exception):
+    """The session store cannot be reached; the answer is a 503."""
+
+
 class SessionStore(Protocol):
     def get(self, session_id: str) -> Session | None: ...
 
@@ -62,27 +67,66 @@ class SessionStore(Protocol):
 
 
 class MemoryStore:
-    """Sessions in this process, least recently seen evicted at the cap."""
+    """Sessions in this process, bounded two ways.
 
-    def __init__(self, max_sessions: int = 1_000_000):
+    Kept in write order, so the least recently seen are first: beyond
+    max_sessions the first go, and each put removes up to
+    expire_per_put sessions idle past ttl_s from the front. That costs
+    O(1) amortised per put with no sweep. A session written without a
+    new last_seen (identify, logout) may sit behind a fresher one
+    until that one goes, so get() and items() hide expired ones too.
+    """
+
+    def __init__(self, max_sessions: int = 1_000_000,
+                 ttl_s: float = float("inf"), expire_per_put: int = 8,
+                 clock: Callable[[], float] = time.time):
         self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self.expire_per_put = expire_per_put
+        self.clock = clock  # compared with Session.last_seen
+        self.expired = 0  # removed for idling, since start
+        self.evicted = 0  # removed at the cap, since start
         self._data: OrderedDict[str, Session] = OrderedDict()
 
     def get(self, session_id: str) -> Session | None:
-        return self._data.get(session_id)
+        session = self._data.get(session_id)
+        if session is not None and self._stale(session, self.clock()):
+            del self._data[session_id]
+            self.expired += 1
+            return None
+        return session
 
     def put(self, session: Session) -> None:
         self._data[session.session_id] = session
         self._data.move_to_end(session.session_id)
         while len(self._data) > self.max_sessions:
             self._data.popitem(last=False)
+            self.evicted += 1
+        self._expire(self.expire_per_put)
+
+    def _stale(self, session: Session, now: float) -> bool:
+        return now - session.last_seen > self.ttl_s
+
+    def _expire(self, budget: int) -> None:
+        now = self.clock()
+        for _ in range(budget):
+            if not self._data:
+                return
+            sid, oldest = next(iter(self._data.items()))
+            if not self._stale(oldest, now):
+                return
+            del self._data[sid]
+            self.expired += 1
 
     def delete(self, session_id: str) -> None:
         self._data.pop(session_id, None)
 
     def items(self):
         """(session_id, session) pairs; for admin scans, not per click."""
-        return list(self._data.items())
+        now = self.clock()
+        return [(sid, s) for sid, s in self._data.items()
+                if not self._stale(s, now)]
 
     def __len__(self) -> int:
+        """Sessions held, expired ones not yet removed included."""
         return len(self._data)

@@ -38,6 +38,10 @@ def tiny_config(db: Path, artifacts: Path, name: str = "hm") -> Config:
     cfg.serve.item_index = "flat"
     cfg.serve.lookalike_index = "flat"
     cfg.serve.forgotten_path = str(Path(artifacts).parent / "forgotten.txt")
+    # No shedding where a test is not about it: on 2 shared cores a
+    # test's burst of clicks may wait past serve.max_queue_ms.
+    cfg.serve.max_inflight = 0
+    cfg.serve.catalog_log_path = str(Path(artifacts).parent / "catalog.jsonl")
     return cfg
 
 

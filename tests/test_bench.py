@@ -1,5 +1,6 @@
 """The bench's parts: index choice and recall, the load generator against
-the real app, the floor endpoint and the serialize stage."""
+the real app, the floor endpoint and the serialize stage, and the
+session-memory part's counts."""
 
 import asyncio
 import json
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from rolecall.bench import free_port, write_sessions
+from rolecall.bench import (free_port, overload_table, sessions_table,
+                            write_sessions)
 from rolecall.bundle import load
-from rolecall.config import IndexConfig, RankingConfig, ServeConfig
+from rolecall.config import (BenchConfig, IndexConfig, RankingConfig,
+                             ServeConfig)
 from rolecall.index import build_index, choose, recall_at_k
 from rolecall.loadgen import clicks
 from serve.app import ENGINE, STORE, make_app
@@ -142,3 +145,40 @@ async def test_loadgen_replays_real_sessions_in_order_counts_errors(
         assert held is not None, sid
         ids = [item_ids[e.item] for e in held.item_events()]
         assert ids == items  # replayed in the basket's order
+
+
+def test_sessions_part_holds_a_bounded_count_once_expiry_or_cap_bites():
+    bench = BenchConfig(session_count=6000, session_checkpoint=1000,
+                        session_rate=1000, session_ttl_s=2,
+                        session_cap=1500)
+    table = sessions_table(bench)
+    runs: dict[str, list] = {}
+    for row in table.rows:
+        runs.setdefault(row[0], []).append(row)
+    expiry, cap = runs.values()
+    assert expiry[0][1] == cap[0][1] == "before the run"
+    # Idle expiry: sessions of the last 2 simulated seconds, and now.
+    assert [r[2] for r in expiry[1:]] == [1000, 2000] + [2001] * 4
+    assert expiry[-1][3] == "3,999 / 0"
+    assert [r[2] for r in cap[1:]] == [1000] + [1500] * 5
+    assert cap[-1][3] == "0 / 4,500"
+    assert all(isinstance(r[4], int) and r[4] > 0 for r in table.rows)
+
+
+def test_overload_part_measures_capacity_then_twice_it_then_low(
+        tiny_cfg, tiny_bundle, tmp_path):
+    """The real server and load generator, for a second a phase; what
+    the figures are is the bench's business, not this test's."""
+    tiny_cfg.serve.bundle = str(tiny_bundle)
+    tiny_cfg.bench = BenchConfig(
+        max_sessions=50, warmup_s=0.5, duration_s=1.0, overload_s=1.0,
+        overload_recovery_s=1.0, overload_compare_off=False, pin=False)
+    table = overload_table(tiny_cfg, tmp_path,
+                           ["serve.item_index=flat",
+                            "serve.lookalike_index=flat"])
+    probe, over, low = table.rows
+    assert [r[1] for r in table.rows] == [
+        "capacity (16 shoppers)", "2x capacity", "then 0.25x"]
+    assert probe[4] > 0 and over[2] == round(2 * probe[4])
+    assert 0 <= over[5] <= 1 and low[2] < over[2]
+    assert all(r[3] > 0 for r in table.rows)  # sent

@@ -30,3 +30,11 @@ def test_misspelled_key_fails_loudly():
         _compose(["train.epoch=3"])
     with pytest.raises(ConfigCompositionException):
         _compose(["train.epochs=many"])
+
+
+def test_reliability_limits_compose_and_override():
+    cfg = _compose(["serve.max_inflight=0", "serve.session_ttl_s=60"])
+    assert cfg.serve.max_inflight == 0 and cfg.serve.session_ttl_s == 60
+    assert cfg.serve.max_queue == 64 and cfg.serve.max_queue_ms == 50
+    assert cfg.serve.redis_timeout_s == 0.5
+    assert {"sessions", "overload"} <= set(cfg.bench.parts)

@@ -2,6 +2,7 @@
 ingest, train and evaluate both datasets, export, then serve on a port."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,8 +25,11 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
            # exact search: an HNSW build would dominate this test
            "serve.item_index=flat", "serve.lookalike_index=flat"]
     log = (tmp_path / "main.log").open("w")
+    token = "main-job-token-9f3b"
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ,
+                                 "ROLECALL_ADMIN_TOKEN": token})
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 420
@@ -51,6 +55,11 @@ def test_main_job_trains_evaluates_exports_and_serves(tmp_path):
                 "manifest.json").is_file()
         assert "two-tower + look-alikes" in (
             run_dir / "evaluation.md").read_text()
+        printed = (tmp_path / "main.log").read_text()
+        # How to set the admin token, and that it is set; never it.
+        assert "admin token set (env ROLECALL_ADMIN_TOKEN)" in printed
+        assert "serve.admin_token=<token>" in printed
+        assert token not in printed
     finally:
         proc.terminate()
         proc.wait(timeout=30)

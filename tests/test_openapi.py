@@ -96,6 +96,13 @@ def _calls(engine, department):
         ("get", "/v1/items", "/v1/items",
          {"params": {"department": "No Such Department"}}),
         ("get", "/v1/items", "/v1/items", {"params": {"limit": "0"}}),
+        ("put", "/v1/items", "/v1/items",  # no admin token set: 403
+         {"json": {"items": [{"item_id": item, "stock": {"M": 0}}]}}),
+        ("get", "/v1/recommendations", "/v1/recommendations",
+         {"params": {"session_id": "o1", "k": "3", "price_max": "0.02",
+                     "product_type": "Trousers"}}),
+        ("get", "/v1/recommendations", "/v1/recommendations",
+         {"params": {"session_id": "o1", "price_max": "cheap"}}),
         ("get", "/v1/departments", "/v1/departments", {}),
         ("get", "/healthz", "/healthz", {}),
         ("get", "/v1/ping", "/v1/ping", {}),

@@ -17,9 +17,10 @@ import scipy.sparse as sp
 import torch
 
 import rolecall
-from rolecall.bundle import FILES, FORMAT, sha256, verify
+from rolecall.bundle import FILES, FORMAT, OPTIONAL, sha256, verify
 from rolecall.items import FEATURES
 from rolecall.lookalikes import Bank
+from rolecall.merch import Business
 from train.encode import item_vectors
 from train.fit import FitResult
 from train.sessions import SessionData
@@ -73,6 +74,9 @@ def export(out: Path, data: SessionData, fit: FitResult, bank: Bank,
     sp.save_npz(tmp / FILES["bank_futures"], bank.futures)
     (tmp / FILES["bank_sessions"]).write_text(
         json.dumps(bank.session_ids))
+    business = data.catalog.business or Business.empty(len(data.catalog))
+    (tmp / OPTIONAL["business"]).write_text(
+        json.dumps(business.columns()))
     created = datetime.now(timezone.utc)
     manifest = {
         "format": FORMAT,
@@ -82,7 +86,8 @@ def export(out: Path, data: SessionData, fit: FitResult, bank: Bank,
         "n_items": len(data.catalog), "n_lookalikes": len(bank),
         "best_epoch": fit.best_epoch, "metrics": metrics,
         "versions": versions(),
-        "files": {name: sha256(tmp / name) for name in FILES.values()}}
+        "files": {name: sha256(tmp / name) for name in
+                  [*FILES.values(), *OPTIONAL.values()]}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     verify(tmp)
     old = out.with_name(out.name + ".old")

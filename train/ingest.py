@@ -10,6 +10,8 @@ Schema (one row per thing, every table keyed by `dataset` first):
   event_type, filters, price, quantity, source, seq)
 - customers(dataset, user_id, age, club_status, news_frequency)
 - identities(dataset, session_id, user_id, device_id, linked_at, via)
+- item_business(dataset, item_id, price, price_source, margin, stock,
+  arrival, campaigns): merchandising data (rolecall/merch.py)
 
 Each dataset is replaced in one transaction, so re-running is idempotent
 and a file that fails validation leaves the database as it was. Keys are
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS identities (
     dataset VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
     user_id VARCHAR NOT NULL, device_id VARCHAR, linked_at TIMESTAMP,
     via VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS item_business (
+    dataset VARCHAR NOT NULL, item_id VARCHAR NOT NULL, price DOUBLE,
+    price_source VARCHAR, margin DOUBLE, stock MAP(VARCHAR, INTEGER),
+    arrival DATE, campaigns VARCHAR[]);
 """
 
 HM_ARTICLES = "hm-fashion/articles.parquet"
@@ -195,8 +201,9 @@ def _role_row(group, section, index_name):
 # article id (so re-ingesting gives the same): each size of an article's
 # size run is in stock with probability 0.8. Accessories and socks have
 # no sizes and fit everyone.
-SIMULATED_SIZES = """
-UPDATE items SET sizes = array_to_string(list_filter(
+SIZE_RUNS = """
+CREATE OR REPLACE TEMP TABLE size_runs AS
+SELECT item_id,
     CASE
       WHEN size_band = '50-98' THEN list_transform(range(50, 99, 6),
                                                    lambda n: n::VARCHAR)
@@ -211,9 +218,57 @@ UPDATE items SET sizes = array_to_string(list_filter(
       WHEN age_group = 'adult' AND (product_group LIKE 'Garment%'
            OR product_group IN ('Underwear', 'Swimwear', 'Nightwear'))
         THEN ['XS', 'S', 'M', 'L', 'XL']
-      ELSE []::VARCHAR[] END,
-    lambda s: hash(item_id || '/' || s) % 100 < 80), ',')
-WHERE dataset = 'hm'
+      ELSE []::VARCHAR[] END AS run
+FROM items WHERE dataset = 'hm'
+"""
+SIMULATED_SIZES = """
+UPDATE items SET sizes = array_to_string(list_filter(
+    r.run, lambda s: hash(r.item_id || '/' || s) % 100 < 80), ',')
+FROM size_runs r
+WHERE items.dataset = 'hm' AND items.item_id = r.item_id
+"""
+
+# H&M business data. REAL: the price, the median of the article's
+# purchase rows in the bundled week (in the data's own scaled unit);
+# an article not sold that week takes its product type's median price
+# (price_source 'type_median', else 'all_median'). SIMULATED, seeded by
+# the article id like the sizes: the margin (25-74 % of the price),
+# units per size (1-20 for each size in stock above, 0 for the others;
+# an item without sizes always has some), the arrival day (up to a
+# year before the week's last day, never after the first sale) and
+# campaign tags (autumn-edit 8 %, clearance 5 %).
+HM_BUSINESS = """
+INSERT INTO item_business
+WITH sold AS (
+    SELECT item_id, median(price) AS price, min(ts)::DATE AS first_sale
+    FROM events WHERE dataset = 'hm' AND price IS NOT NULL
+    GROUP BY item_id),
+type_price AS (
+    SELECT i.product_type, median(s.price) AS price
+    FROM items i JOIN sold s USING (item_id)
+    WHERE i.dataset = 'hm' GROUP BY ALL),
+last AS (SELECT max(ts)::DATE AS day FROM events WHERE dataset = 'hm')
+SELECT 'hm', i.item_id,
+    coalesce(s.price, t.price, (SELECT median(price) FROM sold)),
+    CASE WHEN s.price IS NOT NULL THEN 'sales'
+         WHEN t.price IS NOT NULL THEN 'type_median'
+         ELSE 'all_median' END,
+    0.25 + (hash(i.item_id || '/margin') % 50) / 100.0,
+    CASE WHEN len(r.run) = 0
+      THEN MAP {'one size': (1 + hash(i.item_id || '/stock') % 20)::INT}
+      ELSE map_from_entries(list_transform(r.run, lambda s: (s,
+        CASE WHEN hash(i.item_id || '/' || s) % 100 < 80
+             THEN (1 + hash(i.item_id || '/stock/' || s) % 20)::INT
+             ELSE 0 END))) END,
+    least(last.day - (hash(i.item_id || '/arrival') % 365)::INT,
+          coalesce(s.first_sale, last.day)),
+    list_filter(['autumn-edit', 'clearance'], lambda tag:
+        hash(i.item_id || '/' || tag) % 100
+          < CASE tag WHEN 'autumn-edit' THEN 8 ELSE 5 END)
+FROM items i JOIN size_runs r USING (item_id)
+LEFT JOIN sold s USING (item_id)
+LEFT JOIN type_price t USING (product_type), last
+WHERE i.dataset = 'hm'
 """
 
 
@@ -240,6 +295,7 @@ def _ingest_hm(con, raw: Path) -> None:
           ON r.index_group IS NOT DISTINCT FROM a.index_group_name
          AND r.section IS NOT DISTINCT FROM a.section_name
          AND r.index_name IS NOT DISTINCT FROM a.index_name""")
+    con.execute(SIZE_RUNS)
     con.execute(SIMULATED_SIZES)
     # A basket (customer, day, channel) is a session; a repeated row of
     # one article is a quantity. There is no time of day, so ts keeps
@@ -280,6 +336,8 @@ def _ingest_hm(con, raw: Path) -> None:
         SELECT 'hm', session_id, any_value(user_id), NULL, min(ts),
                'purchase'
         FROM events WHERE dataset = 'hm' GROUP BY session_id""")
+    con.execute(HM_BUSINESS)
+    con.execute("DROP TABLE size_runs")
 
 
 def _posix(path: Path) -> str:
@@ -358,7 +416,8 @@ def ingest_dataset(con, dataset: str, raw_dir: str | Path) -> IngestSummary:
     started = time.perf_counter()
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("items", "events", "customers", "identities"):
+        for table in ("items", "events", "customers", "identities",
+                      "item_business"):
             con.execute(f"DELETE FROM {table} WHERE dataset = ?",
                         [dataset])
         LOADERS[dataset](con, Path(raw_dir))
@@ -372,7 +431,7 @@ def ingest_dataset(con, dataset: str, raw_dir: str | Path) -> IngestSummary:
 
 
 KEYS = {"items": "item_id", "events": "event_id",
-        "customers": "user_id"}
+        "customers": "user_id", "item_business": "item_id"}
 
 
 def _check_keys(con, dataset: str) -> None:

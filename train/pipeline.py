@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rolecall.config import Config
 from rolecall.device import resolve_device
+from train.distributed import join, leave
 from train.evaluate import EvalReport, evaluate, write_report
 from train.export import export, versions
 from train.fit import fit
@@ -41,15 +42,23 @@ def configure_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def run_offline(cfg: Config, out_dir: Path) -> tuple[EvalReport, Path]:
-    """Train, evaluate and export the bundle of cfg.data.name."""
+def run_offline(cfg: Config, out_dir: Path
+                ) -> tuple[EvalReport, Path] | tuple[None, None]:
+    """Train, evaluate and export the bundle of cfg.data.name.
+
+    Under torchrun every process trains its share; only process 0
+    evaluates and exports, the others return (None, None).
+    """
     started = time.perf_counter()
     cfg = typed(cfg)
     configure_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    group, device = join(resolve_device(cfg.train.device))
     data = load_sessions(cfg.data)
     result = fit(data, cfg.model, cfg.train, device,
-                 cfg.data.primary_metric)
+                 cfg.data.primary_metric, group=group)
+    if not group.main:  # process 0 evaluates and exports
+        leave()
+        return None, None
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"state": result.model.state_dict(),
                 "shape": result.model.shape.as_dict(),
@@ -74,6 +83,7 @@ def run_offline(cfg: Config, out_dir: Path) -> tuple[EvalReport, Path]:
                     bank, as_dict(cfg), metrics)
     log.info("%s offline chain done in %.0fs", data.dataset,
              time.perf_counter() - started)
+    leave()
     return report, bundle
 
 
@@ -169,6 +179,25 @@ def run_stitching(cfg: Config, out_dir: Path) -> str:
     (out_dir / "stitching.md").write_text(text)
     log.info("stitching evaluation written to %s",
              out_dir / "stitching.md")
+    return text
+
+
+def run_merch(cfg: Config, out_dir: Path) -> str:
+    """Accuracy against margin for cfg.merch.margin_weights, on the
+    served bundle and cfg.data's validation and test days."""
+    from rolecall.bundle import load
+    from train.merch_eval import evaluate_margin
+    cfg = typed(cfg)
+    configure_threads(cfg.train.threads)
+    data = load_sessions(cfg.data)
+    n = cfg.merch.max_sessions
+    text = evaluate_margin(load(cfg.serve.bundle), cfg.ranking,
+                           data.valid.head(n), data.test.head(n),
+                           cfg.merch)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "merchandising.md").write_text(text)
+    log.info("merchandising evaluation written to %s",
+             out_dir / "merchandising.md")
     return text
 
 
