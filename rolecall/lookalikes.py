@@ -44,6 +44,26 @@ def futures_matrix(sessions: list[np.ndarray], state_session: np.ndarray,
 
 
 @dataclass
+class Votes:
+    """One query's look-alike votes: a distribution over items, and the
+    (state, item) pairs behind it, nearest state first, so that an
+    answer can name who voted for each item without another lookup."""
+
+    indices: np.ndarray  # items that got votes, ascending
+    data: np.ndarray  # their share of the votes
+    pair_states: np.ndarray  # the voting state of each pair
+    pair_items: np.ndarray  # the item it voted for
+
+    @classmethod
+    def none(cls) -> Votes:
+        empty = np.zeros(0, np.int64)
+        return cls(empty, np.zeros(0), empty, empty)
+
+    def voters(self, item: int) -> np.ndarray:
+        return self.pair_states[self.pair_items == item]
+
+
+@dataclass
 class Bank:
     vectors: np.ndarray  # (n_states, dim) unit rows
     futures: sp.csr_matrix  # (n_states, n_items)
@@ -119,6 +139,24 @@ class Bank:
         """Neighbour weights: sharper than raw cosine, summing to one."""
         w = np.exp((D - 1.0) / self.temperature) * (I >= 0)
         return w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+
+    def votes_of(self, D: np.ndarray, I: np.ndarray) -> Votes:
+        """`votes` for one query (D and I of shape (k,)), straight from
+        the neighbours' rows of the futures matrix: per click this is a
+        few numpy calls where building sparse matrices took ~0.5 ms."""
+        w = self.weights(D[None, :], I[None, :])[0]
+        ok = I >= 0
+        states, w = I[ok], w[ok]
+        f = self.futures
+        starts, lengths = f.indptr[states], np.diff(f.indptr)[states]
+        # Positions of every stored entry of those rows, row by row.
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        take = offsets + np.arange(int(lengths.sum()))
+        pair_items = f.indices[take].astype(np.int64)
+        values = f.data[take] * np.repeat(w, lengths)
+        items, inv = np.unique(pair_items, return_inverse=True)
+        shares = np.bincount(inv, weights=values, minlength=len(items))
+        return Votes(items, shares, np.repeat(states, lengths), pair_items)
 
     def votes(self, D: np.ndarray, I: np.ndarray) -> sp.csr_matrix:
         """(Q, n_items) vote distribution of each query's neighbours."""

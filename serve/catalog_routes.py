@@ -69,9 +69,10 @@ class Catalog:
     departments: list[dict]
     # (department, index group or None) -> indexes in `order`
     by_department: dict[tuple, list[int]]
+    changes: int = 0  # the engine's attribute_changes when built
 
     @classmethod
-    def of(cls, bundle: Bundle) -> Catalog:
+    def of(cls, bundle: Bundle, changes: int = 0) -> Catalog:
         items = bundle.items
         n = len(bundle.item_ids)
         # The bias column is the model's a-priori appeal of an item;
@@ -94,7 +95,8 @@ class Catalog:
             by_department.setdefault((dep, None), []).append(i)
             by_department.setdefault(
                 (dep, items["index_group"][i]), []).append(i)
-        return cls(bundle, order, text, departments, by_department)
+        return cls(bundle, order, text, departments, by_department,
+                   changes)
 
     def card(self, i: int) -> dict:
         items = self.bundle.items
@@ -105,16 +107,19 @@ class Catalog:
 
 
 # One catalogue per served bundle, rebuilt when the engine's bundle is
-# another object (a swap, issue 6) or has items added online; building
-# takes about a second.
+# another object (a swap, issue 6), has items added online, or had an
+# item's attributes changed (a name or department); building takes
+# about a second. Stock and prices do not show here: no rebuild.
 _cached: list[Catalog] = []
 
 
 def catalog(request: web.Request) -> Catalog:
-    bundle = request.app[app_keys.ENGINE].bundle
+    engine = request.app[app_keys.ENGINE]
+    bundle = engine.bundle
     if (not _cached or _cached[0].bundle is not bundle
-            or len(_cached[0].text) != len(bundle.item_ids)):
-        _cached[:] = [Catalog.of(bundle)]
+            or len(_cached[0].text) != len(bundle.item_ids)
+            or _cached[0].changes != engine.attribute_changes):
+        _cached[:] = [Catalog.of(bundle, engine.attribute_changes)]
         log.info("catalogue of bundle %s: %d departments",
                  bundle.version, len(_cached[0].departments))
     return _cached[0]

@@ -22,6 +22,7 @@ from rolecall.config import RankingConfig, ServeConfig
 from rolecall.events import EVENT_INDEX
 from rolecall.device import resolve_device
 from rolecall.index import build_index, choose, on_gpu
+from rolecall.lookalikes import Votes
 from rolecall.merch import SIGNALS, SignalParams, day_number, signals
 from rolecall.roles import Role, active_first, derive_role, size_fits
 from rolecall.scoring import blend, diverse, softmax, top_k
@@ -75,8 +76,8 @@ class Query:
     where: Where | None = None  # the request's own filters
 
 
-# top items, their model probabilities, look-alike votes, neighbours
-Found = tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]
+# top items and their model probabilities, the look-alikes' votes
+Found = tuple[np.ndarray, np.ndarray, Votes]
 
 
 @dataclass
@@ -112,6 +113,9 @@ class Engine:
         self.genders = bundle.items["gender"]
         self.index = {item: i for i, item in enumerate(bundle.item_ids)}
         self.n_bundled = len(bundle.item_ids)  # before live additions
+        # Counts live changes of known items' attributes: the browsing
+        # catalogue (serve/catalog_routes.py) rebuilds when it moves.
+        self.attribute_changes = 0
         self._order_by_prior()
         self.business = bundle.business
         self._fit_cache: dict[tuple, np.ndarray] = {}
@@ -293,10 +297,10 @@ class Engine:
                                   query.role)
         seen = np.array(own) if self.exclude_seen and own else None
         if found is not None:
-            I, p, votes, neighbours = found
+            I, p, votes = found
         else:  # nothing to encode: a cold start, or history alone
             I, p = np.zeros(0, np.int64), np.zeros(0)
-            votes, neighbours = sp.csr_matrix((1, 0)), np.zeros(0, int)
+            votes = Votes.none()
         t1 = time.perf_counter()
         cand, _, m, v = blend(I, p, votes.indices, votes.data,
                               self.weight, seen)
@@ -306,7 +310,7 @@ class Engine:
         cand, m, v, hist = self._follow_role(role, cand, m, v, hist)
         answer = self._rank(cand, m, v, hist, k,
                             self.eligible(role, query.where), set(items))
-        self._explain(answer, items, neighbours)
+        self._explain(answer, items, votes)
         if items:
             timing["rank"] = _ms(time.perf_counter() - t1)
         return Answer(answer, role, timing)
@@ -328,9 +332,9 @@ class Engine:
         D, I = self.item_index.search(xq, self.ranking.candidates)
         Db, Ib = self.bundle.bank.search(xq[:, :-1],
                                          self.ranking.lookalikes)
-        votes = self.bundle.bank.votes(Db, Ib)
-        return [(I[j], softmax(D[j].astype(np.float64)), votes.getrow(j),
-                 Ib[j]) for j in range(len(queries))]
+        bank = self.bundle.bank
+        return [(I[j], softmax(D[j].astype(np.float64)),
+                 bank.votes_of(Db[j], Ib[j])) for j in range(len(queries))]
 
     @torch.inference_mode()
     def encode_many(self, queries: list[tuple[list[int], list[int]]]
@@ -366,11 +370,11 @@ class Engine:
         t2 = time.perf_counter()
         Db, Ib = self.bundle.bank.search(xq[:, :-1],
                                          self.ranking.lookalikes)
-        votes = self.bundle.bank.votes(Db, Ib).getrow(0)
+        votes = self.bundle.bank.votes_of(Db[0], Ib[0])
         t3 = time.perf_counter()
         timing.update(encode=_ms(t1 - t0), item_search=_ms(t2 - t1),
                       lookalike_search=_ms(t3 - t2))
-        return I[0], softmax(D[0].astype(np.float64)), votes, Ib[0]
+        return I[0], softmax(D[0].astype(np.float64)), votes
 
     def fits(self, role: Role | None) -> np.ndarray | None:
         """Catalogue mask of items that suit the role (cached per role)."""
@@ -531,6 +535,10 @@ class Engine:
                 out += [self._scored(cand[j], m[j], v[j], hist[j],
                                      contrib[j])
                         for j in order[capped[:short]]]
+                # A capped candidate is in the pool too, and so among
+                # spare: shown once.
+                shown = {a.item for a in out}
+                spare = [p for p in spare if int(pool[p]) not in shown]
                 out += self._backfill(pool[spare[:k - len(out)]], ref)
         return sorted(out, key=lambda a: -a.score)  # stable
 
@@ -557,7 +565,7 @@ class Engine:
                 for i, c in zip(items, contrib)]
 
     def _explain(self, answer: list[Scored], items: list[int],
-                 neighbours: np.ndarray) -> None:
+                 votes: Votes) -> None:
         """Name the evidence of every part: the closest click (model),
         the voting look-alikes, the customer's history, the business
         signals; each with its share of the score."""
@@ -570,12 +578,8 @@ class Engine:
         else:
             closest = [None] * len(answer)
         sessions = self.bundle.bank.session_ids
-        valid = neighbours[neighbours >= 0]
-        # One sparse slice for all answers: a column slice per answer
-        # cost ~0.25 ms each, 5 ms a click (bench, issue 7).
-        voted = self.bundle.bank.futures[valid][:, rec].toarray() > 0
-        for j, (a, near) in enumerate(zip(answer, closest)):
-            voters = valid[voted[:, j]]
+        for a, near in zip(answer, closest):
+            voters = votes.voters(a.item)
             a.voters = [sessions[s] for s in voters[:3]]
             n = len(voters)
             name = self.names[near] if near is not None else None
@@ -628,6 +632,7 @@ class Engine:
         self._columns(attrs)
         for col, value in attrs.items():
             self.bundle.items[col][i] = value
+        self.attribute_changes += bool(attrs)
 
     @torch.inference_mode()
     def add_items(self, rows: list[dict]) -> list[list[str]]:

@@ -47,6 +47,10 @@ async def read_json(request: web.Request) -> object:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", "a JSON object",
                        raw[:200].decode("utf-8", "replace")) from exc
+    except RecursionError as exc:  # a few KiB of "[[[[" get here
+        raise ApiError(400, "malformed_json",
+                       "a JSON object nested a few levels deep",
+                       "nesting deeper than the parser's limit") from exc
 
 
 WHERE_PARAMS = ("price_min", "price_max", "product_type", "department",

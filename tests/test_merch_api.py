@@ -145,6 +145,36 @@ async def test_diversity_and_business_parts_hold_under_filters(
     assert any(x["parts"]["business"] > 0 for x in recs)
 
 
+def test_a_capped_candidate_is_not_backfilled_again(tiny_bundle):
+    """With the cap at 1 and one product type eligible, the cap gives
+    way; a candidate it passed over is also in the backfill pool, and
+    must still be shown once."""
+    from serve import session_roles
+    from serve.engine import Where
+    from serve.sessions import Event, Session
+    engine = Engine(load(tiny_bundle), RankingConfig(
+        max_per_product_type=1, role_mode="off"), EXACT)
+    types = engine.bundle.items["product_type"]
+    session = Session("cap")
+    for n, item in enumerate(_women(engine, 3, sized=False)):
+        i = engine.index[item]
+        ev = Event(f"e{n}", float(n), "click", i)
+        session_roles.apply(session, ev, engine.role_of(i))
+        session.events.append(ev)
+    clicked = {e.item for e in session.events}
+    tried = 0
+    for t in sorted({types[i] for i in clicked}):
+        where = Where(product_type=t)
+        eligible = engine.eligible(None, where).copy()
+        eligible[list(clicked)] = False
+        answer = engine.recommend(session, 100, where=where)
+        shown = [a.item for a in answer.items]
+        assert len(set(shown)) == len(shown), t
+        assert len(shown) == min(100, int(eligible.sum())), t
+        tried += eligible.sum() > 1
+    assert tried
+
+
 async def test_every_answer_explains_parts_that_add_up(client, engine,
                                                        merch_engine):
     items = _women(engine, 4)
@@ -271,6 +301,25 @@ async def test_stock_to_zero_removes_the_item_from_the_next_response(
                    (await r.json())["recommendations"]]
 
 
+async def test_browsing_sees_a_changed_name_and_department(admin):
+    engine = admin.app[ENGINE]
+    item = _women(engine)[0]
+    r = await admin.get("/v1/departments")  # builds the catalogue
+    assert r.status == 200
+    r = await admin.put("/v1/items", headers=AUTH, json={"items": [
+        {"item_id": item, "name": "Zebra gizmo", "department": "Gizmos"}]})
+    assert r.status == 200
+    r = await admin.get("/v1/items", params={"q": "zebra gizmo"})
+    assert [x["item_id"] for x in (await r.json())["items"]] == [item]
+    r = await admin.get("/v1/items", params={"department": "Gizmos"})
+    assert r.status == 200
+    assert [x["item_id"] for x in (await r.json())["items"]] == [item]
+    r = await admin.get("/v1/departments")
+    assert {"department": "Gizmos", "index_group": engine.bundle.items[
+        "index_group"][engine.index[item]], "items": 1} in \
+        (await r.json())["departments"]
+
+
 async def test_changes_survive_a_restart(aiohttp_client, admin,
                                          tiny_bundle, cfg):
     engine = admin.app[ENGINE]
@@ -311,6 +360,8 @@ async def test_catalogue_writes_need_the_admin_token(admin, aiohttp_client,
 
 @pytest.mark.parametrize("payload, status, error", [
     ("{nope", 400, "malformed_json"),
+    ('{"items": ' + "[" * 5000 + "]" * 5000 + "}", 400,
+     "malformed_json"),
     ("[]", 422, "invalid_request"),
     (json.dumps({"items": []}), 422, "invalid_request"),
     (json.dumps({"items": [{"item_id": "a b"}]}), 422, "invalid_request"),

@@ -87,3 +87,28 @@ def test_bank_votes_follow_the_nearest_state():
     votes = bank.votes(D, I).toarray()[0]
     np.testing.assert_allclose(votes.sum(), 1.0, rtol=1e-6)
     assert votes[1] > 0.99 and votes[0] == 0
+
+
+def test_one_query_votes_match_the_sparse_product_and_name_voters():
+    rng = np.random.default_rng(4)
+    n_states, n_items = 300, 50
+    vectors = normalize(rng.standard_normal((n_states, 8)))
+    dense = (rng.random((n_states, n_items)) < 0.05) * rng.random(
+        (n_states, n_items))
+    dense[7] = 0.0  # a state with nothing after it (or forgotten)
+    futures = sp.csr_matrix(dense)
+    bank = Bank(vectors, futures, [f"s{i}" for i in range(n_states)])
+    D, I = bank.search(rng.standard_normal((1, 8)).astype(np.float32), 40)
+    I[0, -1] = -1  # a missing neighbour, as approximate indexes give
+    expected = bank.votes(D, I).toarray()[0]
+    votes = bank.votes_of(D[0], I[0])
+    got = np.zeros(n_items)
+    got[votes.indices] = votes.data
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    assert list(votes.indices) == sorted(set(votes.indices))
+    item = int(votes.indices[np.argmax(votes.data)])
+    neighbours = [s for s in I[0] if s >= 0]
+    assert list(votes.voters(item)) == [s for s in neighbours
+                                        if dense[s, item] > 0]
+    empty = bank.votes_of(D[0, :0], I[0, :0])
+    assert len(empty.indices) == len(empty.voters(item)) == 0
