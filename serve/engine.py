@@ -629,6 +629,14 @@ class Engine:
         """Change a catalogued item's attributes: its card, role and
         filters change at once; its embedding stays the trained one
         until the next training run."""
+        if INDEX_FIELDS & attrs.keys():
+            # A new index group (section, index name) is a new role
+            # unless the change names the role's fields itself.
+            items = self.bundle.items
+            known = {c: items[c][i] for c in INDEX_FIELDS if c in items}
+            derived = _with_role({**known, **attrs})
+            attrs = {**attrs, **{c: derived[c] for c in ROLE_FIELDS
+                                 if c not in attrs}}
         self._columns(attrs)
         for col, value in attrs.items():
             self.bundle.items[col][i] = value
@@ -702,15 +710,18 @@ class Engine:
         return codes, unknown
 
 
+INDEX_FIELDS = frozenset({"index_group", "section", "index_name"})
+ROLE_FIELDS = ("gender", "age_group", "size_band")
+
+
 def _with_role(attrs: dict) -> dict:
     """Gender, age group and size band from the H&M index fields when a
     new item does not name them."""
     role = derive_role(attrs.get("index_group"), attrs.get("section"),
                        attrs.get("index_name"))
     out = dict(attrs)
-    for col, value in (("gender", role.gender),
-                       ("age_group", role.age_group),
-                       ("size_band", role.size)):
+    for col, value in zip(ROLE_FIELDS,
+                          (role.gender, role.age_group, role.size)):
         out.setdefault(col, value)
     return out
 

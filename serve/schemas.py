@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictInt,
-                      StringConstraints)
+                      StringConstraints, model_validator)
 
 from rolecall.events import EVENT_TYPES
 from rolecall.roles import AGE_GROUPS, GENDERS
@@ -37,6 +37,16 @@ class WhereIn(Strict):
                                    max_length=128)
     campaign: str | None = Field(default=None, min_length=1,
                                  max_length=64)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> WhereIn:
+        # Crossed bounds can match nothing: a client mistake, not an
+        # empty answer.
+        low, high = self.price_min, self.price_max
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"price_min at most price_max; found "
+                             f"{low} > {high}")
+        return self
 
 
 class EventIn(Strict):

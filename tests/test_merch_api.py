@@ -320,6 +320,20 @@ async def test_browsing_sees_a_changed_name_and_department(admin):
         (await r.json())["departments"]
 
 
+async def test_a_new_index_group_moves_a_known_item_to_its_role(admin):
+    engine = admin.app[ENGINE]
+    item = _women(engine)[0]
+    r = await admin.put("/v1/items", headers=AUTH, json={"items": [
+        {"item_id": item, "index_group": "Menswear"}]})
+    assert r.status == 200
+    i = engine.index[item]
+    assert (engine.bundle.items["gender"][i],
+            engine.bundle.items["age_group"][i]) == ("men", "adult")
+    r = await admin.post("/v1/events", json={
+        "session_id": "moved", "event_type": "click", "item_id": item})
+    assert (await r.json())["role"]["key"] == "men/adult"
+
+
 async def test_changes_survive_a_restart(aiohttp_client, admin,
                                          tiny_bundle, cfg):
     engine = admin.app[ENGINE]
@@ -406,7 +420,8 @@ async def test_bad_catalogue_bodies_get_4xx_and_change_nothing(
 
 async def test_bad_request_filters_get_422(client, engine):
     for params in ({"price_max": "cheap"}, {"price_min": "-1"},
-                   {"department": ""}):
+                   {"department": ""},
+                   {"price_min": "0.5", "price_max": "0.1"}):
         r = await client.get("/v1/recommendations",
                              params={"session_id": "w", **params})
         assert r.status == 422
@@ -414,6 +429,11 @@ async def test_bad_request_filters_get_422(client, engine):
         "session_id": "w", "item_id": _women(engine)[0],
         "where": {"colour": "red"}})
     assert r.status == 422
+    r = await client.post("/v1/events", json={
+        "session_id": "w", "item_id": _women(engine)[0],
+        "where": {"price_min": 0.5, "price_max": 0.1}})
+    assert r.status == 422
+    assert "price_min at most price_max" in (await r.json())["expected"]
 
 
 def test_a_bundle_without_business_data_serves_with_defaults(
