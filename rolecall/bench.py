@@ -393,7 +393,7 @@ def _sweep(index, kind: str, params: IndexConfig) -> list[tuple[str, int]]:
                 sorted({params.hnsw_ef_search, 128, 256, 512})]
     if kind == "ivf":
         return [("nprobe", p) for p in
-                sorted({params.ivf_nprobe, 64, 128, 256, 512})
+                sorted({params.ivf_nprobe, 64, 128, 256, 512, 1024, 2048})
                 if p <= index.nlist]
     return [("exact", 0)]
 
