@@ -204,6 +204,8 @@ def _operation(op: Op, refs: dict) -> dict:
     if op.body is not None:
         out["requestBody"] = {"required": True,
                               "content": _content(op.body, refs)}
+    if set(_ADMIN) <= set(op.errors):
+        out["security"] = [{"adminToken": []}]
     return out
 
 
@@ -229,7 +231,12 @@ def document() -> dict:
                      "description": "Real-time, role-aware session "
                                     "recommendations for a fashion shop"},
             "paths": paths,
-            "components": {"schemas": schemas.get("$defs", {})}}
+            "components": {
+                "schemas": schemas.get("$defs", {}),
+                "securitySchemes": {"adminToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "ROLECALL_ADMIN_TOKEN or "
+                                   "serve.admin_token"}}}}
 
 
 async def get_openapi(request: web.Request) -> web.Response:

@@ -173,3 +173,15 @@ async def test_metrics_have_latency_histograms_per_endpoint(client,
         assert buckets[-1][0] == "+Inf" and float(buckets[-1][1]) >= 1
         counts = [float(c) for _, c in buckets]
         assert counts == sorted(counts)  # cumulative, as Prometheus has
+
+
+def test_admin_operations_declare_the_bearer_token():
+    from serve.openapi import document
+    doc = document()
+    assert doc["components"]["securitySchemes"]["adminToken"][
+        "scheme"] == "bearer"
+    secured = {(path, method) for path, ops in doc["paths"].items()
+               for method, op in ops.items() if "security" in op}
+    assert secured == {("/v1/customers/{user_id}", "delete"),
+                       ("/v1/admin/bundle", "post"),
+                       ("/v1/items", "put")}
