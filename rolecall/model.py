@@ -85,6 +85,22 @@ class SessionTower(nn.Module):
         u = self.out(torch.cat([h, r], dim=-1))
         return torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)
 
+    def last(self, item_vecs: torch.Tensor,
+             types: torch.Tensor) -> torch.Tensor:
+        """The state after the last event of one unpadded session:
+        item_vecs (L, d), types (L,) -> (d + 1,). Equal to forward's
+        last state, without the states before it (serving asks one
+        per click, and the (L, L) recency weights are its costliest
+        part)."""
+        x = item_vecs + self.types(types)
+        _, h = self.gru(x.unsqueeze(0))  # h: (1, 1, d)
+        L = x.shape[0]
+        age = torch.arange(L - 1, -1, -1, device=x.device, dtype=x.dtype)
+        w = torch.exp(age * nn.functional.logsigmoid(self.decay_logit))
+        r = (w / w.sum()) @ x
+        u = self.out(torch.cat([h[0, 0], r]))
+        return torch.cat([u, torch.ones_like(u[:1])])
+
     def _recency_mean(self, x: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
         L = x.shape[1]

@@ -244,12 +244,9 @@ class Engine:
     def encode(self, items: list[int], types: list[int]) -> np.ndarray:
         """State [u, 1] after the last of the given events."""
         idx = torch.tensor(items[-self.max_len:], device=self.device)
-        typ = torch.tensor(types[-self.max_len:],
-                           device=self.device).unsqueeze(0)
-        x = self.item_v[idx].unsqueeze(0)  # (1, L, d)
-        mask = torch.ones(typ.shape, device=self.device)
-        states = self.bundle.model.session(x, typ, mask)
-        return states[0, -1].cpu().numpy()
+        typ = torch.tensor(types[-self.max_len:], device=self.device)
+        return self.bundle.model.session.last(self.item_v[idx],
+                                              typ).cpu().numpy()
 
     def recommend(self, session: Session, k: int,
                   history: list[int] | None = None,

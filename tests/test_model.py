@@ -35,6 +35,18 @@ def test_padding_does_not_change_earlier_states():
     assert torch.allclose(full[0, :3], cut[0], atol=1e-6)
 
 
+def test_last_state_alone_equals_the_last_of_all_states():
+    torch.manual_seed(0)
+    model = build(_shape()).eval()
+    with torch.inference_mode():
+        for L in (1, 2, 7):
+            x = torch.randn(L, 16)
+            types = torch.randint(0, 3, (L,))
+            every = model.session(x[None], types[None], torch.ones(1, L))
+            assert torch.allclose(model.session.last(x, types),
+                                  every[0, -1], atol=1e-5)
+
+
 def test_overfits_a_tiny_batch():
     torch.manual_seed(0)
     model = build(_shape())
