@@ -500,7 +500,8 @@ class Engine:
         fresh = np.arange(max(self.n_bundled, len(self.in_stock)
                               - self.ranking.fresh_pool),
                           len(self.in_stock))
-        fresh = fresh[~np.isin(fresh, cand)]
+        if len(fresh):  # isin costs ~0.1 ms even on nothing
+            fresh = fresh[~np.isin(fresh, cand)]
         if len(fresh) and skip:
             fresh = fresh[~np.isin(fresh, list(skip))]
         if len(fresh):
