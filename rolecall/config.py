@@ -171,6 +171,11 @@ class ServeConfig:
     # auto | flat | hnsw | ivf; auto picks by size (IndexConfig).
     item_index: str = "auto"
     lookalike_index: str = "auto"
+    # Approximate indexes built at start are kept here, named by a hash
+    # of their rows and settings, and read back at the next start or
+    # swap of the same bundle (seconds instead of a minute); "" builds
+    # them every time.
+    index_cache_dir: str = "data/index-cache"
     index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
     # auto: encode (and search exact or IVF indexes) on a GPU when torch

@@ -12,9 +12,13 @@ so that offline numbers never depend on an approximation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -49,16 +53,40 @@ def nlist_for(n_rows: int, params: IndexConfig) -> int:
 def build_index(xb: np.ndarray, kind: str = "auto",
                 params: IndexConfig | None = None,
                 metric: int = faiss.METRIC_INNER_PRODUCT,
-                k: int = 0, seed: int = 0) -> faiss.Index:
+                k: int = 0, seed: int = 0,
+                cache_dir: str | Path | None = None) -> faiss.Index:
     """An index over the rows of xb, searched by inner product.
 
     k is the number of neighbours callers will ask for: HNSW keeps at
     least that many candidates while searching, or recall at k drops.
+    With cache_dir, an approximate index is written there once built
+    and read back by the next call over the same rows and settings (a
+    restart), instead of being built again; flat ones cost nothing to
+    build and are not cached.
     """
     params = params or IndexConfig()
     xb = np.ascontiguousarray(xb, dtype=np.float32)
     n, d = xb.shape
     kind = choose(kind, n, params)
+    cached = None
+    if cache_dir and kind != "flat" and n:
+        cached = Path(cache_dir) / _cache_key(xb, kind, params, metric,
+                                              seed)
+        index = _read_cached(cached)
+        if index is not None:
+            _tune(index, params, k)
+            log.info("%s index over %d x %d read from %s", kind, n, d,
+                     cached)
+            return index
+    index = _build(xb, kind, params, metric, k, seed)
+    if cached is not None:
+        _write_cached(index, cached)
+    return index
+
+
+def _build(xb: np.ndarray, kind: str, params: IndexConfig, metric: int,
+           k: int, seed: int) -> faiss.Index:
+    n, d = xb.shape
     started = time.perf_counter()
     if kind == "flat":
         index = faiss.IndexFlat(d, metric)
@@ -73,6 +101,58 @@ def build_index(xb: np.ndarray, kind: str = "auto",
     log.info("%s index over %d x %d built in %.1fs", kind, n, d,
              time.perf_counter() - started)
     return index
+
+
+def _cache_key(xb: np.ndarray, kind: str, params: IndexConfig,
+               metric: int, seed: int) -> str:
+    """Names the rows and every setting that shapes the built index;
+    search-time settings (efSearch, nprobe) are set after reading."""
+    h = hashlib.sha256(xb.tobytes())
+    build = {"kind": kind, "shape": xb.shape, "metric": metric,
+             "seed": seed, "m": params.hnsw_m,
+             "ef_construction": params.hnsw_ef_construction,
+             "nlist": params.ivf_nlist, "train": params.ivf_train_rows}
+    h.update(json.dumps(build, sort_keys=True).encode())
+    return f"{kind}-{h.hexdigest()[:24]}"
+
+
+def _read_cached(stem: Path):
+    path, meta = stem.with_suffix(".faiss"), stem.with_suffix(".json")
+    if not path.is_file() or not meta.is_file():
+        return None
+    try:
+        index = faiss.read_index(str(path))
+        wrapper = json.loads(meta.read_text())
+    except (RuntimeError, ValueError, OSError) as exc:
+        log.warning("index cache %s unreadable (%s); building again",
+                    path, exc)
+        return None
+    if wrapper.get("mips_radius2") is not None:
+        return MipsAsL2.around(index, wrapper["mips_radius2"],
+                               wrapper["d"])
+    return index
+
+
+def _write_cached(index, stem: Path) -> None:
+    """Written under temporary names and renamed, meta last: a crash
+    leaves no half index that looks whole."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    inner = index.index if isinstance(index, MipsAsL2) else index
+    meta = {"mips_radius2": getattr(index, "radius2", None),
+            "d": getattr(index, "d", None)}
+    path, tmp = stem.with_suffix(".faiss"), stem.with_suffix(".faiss.tmp")
+    faiss.write_index(inner, str(tmp))
+    os.replace(tmp, path)
+    tmp = stem.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, stem.with_suffix(".json"))
+
+
+def _tune(index, params: IndexConfig, k: int) -> None:
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = max(params.hnsw_ef_search, k)
+    elif hasattr(index, "nprobe"):
+        index.nprobe = min(params.ivf_nprobe, index.nlist)
 
 
 def _mips(xb: np.ndarray, metric: int) -> bool:
@@ -106,6 +186,14 @@ class MipsAsL2:
         self.index = index
         self.radius2 = float((xb.astype(np.float64) ** 2).sum(1).max())
         self.d = xb.shape[1]
+
+    @classmethod
+    def around(cls, index: faiss.Index, radius2: float,
+               d: int) -> MipsAsL2:
+        """The wrapper around an L2 index already holding the rows."""
+        out = cls.__new__(cls)
+        out.index, out.radius2, out.d = index, radius2, d
+        return out
 
     @property
     def ntotal(self) -> int:

@@ -104,9 +104,11 @@ class Bank:
                                  format="csr")
         self.session_ids = [*self.session_ids, *session_ids]
 
-    def reindex(self, kind: str, params: IndexConfig, k: int = 0) -> None:
+    def reindex(self, kind: str, params: IndexConfig, k: int = 0,
+                cache_dir: str | None = None) -> None:
         """Search another index kind; evaluation keeps the exact one."""
-        self.index = build_index(self.vectors, kind, params, k=k)
+        self.index = build_index(self.vectors, kind, params, k=k,
+                                 cache_dir=cache_dir)
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray,
                                                       np.ndarray]:

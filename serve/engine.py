@@ -224,11 +224,13 @@ class Engine:
         self.item_index = self.bundle.item_index  # exact, as exported
         if choose(serve.item_index, len(vecs), params) != "flat":
             self.item_index = build_index(vecs, serve.item_index, params,
-                                          k=self.ranking.candidates)
+                                          k=self.ranking.candidates,
+                                          cache_dir=serve.index_cache_dir)
         bank = self.bundle.bank
         if choose(serve.lookalike_index, len(bank), params) != "flat":
             bank.reindex(serve.lookalike_index, params,
-                         k=self.ranking.lookalikes)
+                         k=self.ranking.lookalikes,
+                         cache_dir=serve.index_cache_dir)
         self.item_index = on_gpu(self.item_index, self.device)
         bank.index = on_gpu(bank.index, self.device)
 

@@ -77,13 +77,49 @@ def test_item_vectors_hnsw_keeps_inner_products(exact_engine):
 def test_engine_picks_indexes_from_serve_config(tiny_bundle,
                                                 exact_engine):
     approx = Engine(load(tiny_bundle), RankingConfig(), ServeConfig(
-        item_index="flat", lookalike_index="hnsw"))
+        item_index="flat", lookalike_index="hnsw", index_cache_dir=""))
     assert isinstance(approx.bundle.bank.index, faiss.IndexHNSWFlat)
     assert isinstance(exact_engine.bundle.bank.index, faiss.IndexFlat)
     xq = exact_engine.bundle.bank.vectors[100:150]
     _, I_exact = exact_engine.bundle.bank.search(xq, 50)
     _, I = approx.bundle.bank.search(xq, 50)
     assert recall_at_k(I, I_exact) >= 0.95
+
+
+def test_built_indexes_are_cached_and_read_back(exact_engine, tmp_path,
+                                                 caplog):
+    """A restart reads the approximate indexes its start built; other
+    rows or settings build their own."""
+    xb = exact_engine.bundle.item_vectors[:6000]  # unequal norms: MIPS
+    xq = np.hstack([exact_engine.bundle.bank.vectors[:40],
+                    np.ones((40, 1), np.float32)])
+    for kind in ("hnsw", "ivf"):
+        built = build_index(xb, kind, IndexConfig(), k=30,
+                            cache_dir=tmp_path)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="rolecall.index"):
+            again = build_index(xb, kind, IndexConfig(), k=30,
+                                cache_dir=tmp_path)
+        assert "read from" in caplog.text
+        D1, I1 = built.search(xq, 20)
+        D2, I2 = again.search(xq, 20)
+        assert np.array_equal(I1, I2) and np.allclose(D1, D2)
+    assert len(list(tmp_path.glob("*.faiss"))) == 2
+    # Another efConstruction is another index, in its own file.
+    build_index(xb, "hnsw", IndexConfig(hnsw_ef_construction=40),
+                cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.faiss"))) == 3
+    # A damaged file is built again and replaced, not trusted.
+    for f in tmp_path.glob("hnsw-*.faiss"):
+        f.write_bytes(b"not an index")
+    rebuilt = build_index(xb, "hnsw", IndexConfig(), k=30,
+                          cache_dir=tmp_path)
+    _, I_exact = build_index(xb, "flat").search(xq, 20)
+    assert recall_at_k(rebuilt.search(xq, 20)[1], I_exact) >= 0.95
+    caplog.clear()
+    with caplog.at_level("INFO", logger="rolecall.index"):
+        build_index(xb, "hnsw", IndexConfig(), k=30, cache_dir=tmp_path)
+    assert "read from" in caplog.text
 
 
 async def test_ping_floor_and_serialize_stage(aiohttp_client, tiny_cfg,
