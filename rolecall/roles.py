@@ -105,6 +105,10 @@ _FILTER_GENDERS = {"women": ("women", "adult"), "ladies": ("women", "adult"),
                    "baby": ("unisex", "baby")}
 
 
+# Words a shop's gender filter may send (any case), and the age groups.
+FILTER_GENDERS = tuple(sorted({*_FILTER_GENDERS, *GENDERS}))
+
+
 def role_from_filters(filters: dict[str, str]) -> Role | None:
     """The role a filter event names, if it names one (gender / age)."""
     gender = (filters.get("gender") or "").lower()

@@ -6,10 +6,10 @@ from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, StrictInt,
-                      StringConstraints, model_validator)
+                      StringConstraints, field_validator, model_validator)
 
 from rolecall.events import EVENT_TYPES
-from rolecall.roles import AGE_GROUPS, GENDERS
+from rolecall.roles import AGE_GROUPS, FILTER_GENDERS, GENDERS
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"
 Id = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
@@ -67,6 +67,28 @@ class EventIn(Strict):
                                  max_length=128)
     k: StrictInt | None = Field(default=None, ge=1)
     where: WhereIn | None = None
+
+    @field_validator("filters")
+    @classmethod
+    def _known_filter_values(cls, filters: dict[str, str] | None):
+        """The role filters must name a role: an unknown word would be
+        accepted and silently do nothing. Other filters are the shop's
+        own (colour, fit), kept short."""
+        for key, value in (filters or {}).items():
+            word = value.lower()
+            if key == "gender" and word not in FILTER_GENDERS:
+                raise ValueError(f"filters.gender: one of "
+                                 f"{', '.join(FILTER_GENDERS)}; found "
+                                 f"{value[:64]!r}")
+            if key == "age_group" and word not in AGE_GROUPS:
+                raise ValueError(f"filters.age_group: one of "
+                                 f"{', '.join(AGE_GROUPS)}; found "
+                                 f"{value[:64]!r}")
+            if not 1 <= len(key) <= 32 or not 1 <= len(value) <= 16:
+                raise ValueError(f"filters: names of 1 to 32 and values "
+                                 f"of 1 to 16 characters; found "
+                                 f"{key[:40]!r}: {value[:40]!r}")
+        return filters
 
 
 class Parts(BaseModel):

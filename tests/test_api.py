@@ -78,6 +78,13 @@ async def test_recommendations_without_event_and_k(client, engine):
      "invalid_request"),
     (json.dumps({"session_id": "s3", "item_id": "x",
                  "user_id": "has space/slash"}), 422, "invalid_request"),
+    (json.dumps({"session_id": "s3", "event_type": "filter",
+                 "filters": {"gender": "martian"}}), 422, "invalid_request"),
+    (json.dumps({"session_id": "s3", "event_type": "filter",
+                 "filters": {"age_group": "ancient"}}), 422,
+     "invalid_request"),
+    (json.dumps({"session_id": "s3", "event_type": "filter",
+                 "filters": {"size": "M" * 1000}}), 422, "invalid_request"),
 ])
 async def test_bad_input_gets_4xx_json_and_loses_nothing(
         client, engine, payload, status, error):
