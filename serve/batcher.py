@@ -114,8 +114,7 @@ async def recommend(batcher: MicroBatcher | None, engine: Engine,
     """Engine.recommend, with retrieval batched when a batcher runs."""
     if batcher is None:
         return engine.recommend(session, k, history, where)
-    query = engine.query(session, history)
-    query.where = where
+    query = engine.query(session, history, where)
     timing: dict[str, float] = {}
     found = (await batcher.retrieve(engine, query.items, query.types,
                                     timing) if query.items else None)

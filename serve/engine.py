@@ -258,16 +258,16 @@ class Engine:
         last `history_events` are encoded before the session's own, and
         its recency-weighted distribution takes `history_weight` of the
         score. `where`: the request's own filters."""
-        query = self.query(session, history)
-        query.where = where
+        query = self.query(session, history, where)
         timing: dict[str, float] = {}
         found = self.retrieve(query.items, query.types, timing) \
             if query.items else None
         return self.answer(query, k, found, timing)
 
-    def query(self, session: Session,
-              history: list[int] | None = None) -> Query:
-        """The events to encode for this click, in encoding order."""
+    def query(self, session: Session, history: list[int] | None = None,
+              where: Where | None = None) -> Query:
+        """The events to encode for this click, in encoding order, and
+        what ranking needs after retrieval."""
         events = session.item_events()
         role = session_roles.active(session)
         past = list(history or [])[-self.ranking.history_recent:]
@@ -287,7 +287,7 @@ class Engine:
         own = [events[i].item for i in order]
         types = ([EVENT_INDEX["purchase"]] * len(encoded)
                  + [EVENT_INDEX[events[i].event_type] for i in order])
-        return Query(encoded + own, types, own, past, role)
+        return Query(encoded + own, types, own, past, role, where)
 
     def answer(self, query: Query, k: int, found: Found | None,
                timing: dict[str, float]) -> Answer:
@@ -306,19 +306,13 @@ class Engine:
         hist = np.zeros(len(cand))
         if past and self.ranking.history_weight > 0:
             cand, m, v, hist = self._add_history(past, cand, m, v, seen)
-        cand, m, v, hist = self._follow_role(role, cand, m, v, hist)
+        cand, m, v, hist = self._demote(role, cand, m, v, hist)
         answer = self._rank(cand, m, v, hist, k,
                             self.eligible(role, query.where), set(items))
         self._explain(answer, items, votes)
         if items:
             timing["rank"] = _ms(time.perf_counter() - t1)
         return Answer(answer, role, timing)
-
-    def retrieve(self, items: list[int], types: list[int],
-                 timing: dict[str, float]) -> Found:
-        """Encode, then search: the top items with their model
-        probabilities, the look-alikes' votes, and who voted."""
-        return self._retrieve(items, types, timing)
 
     def retrieve_many(self, queries: list[tuple[list[int], list[int]]]
                       ) -> list[Found]:
@@ -358,8 +352,8 @@ class Engine:
         out = states[torch.arange(len(seqs), device=self.device), last]
         return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
-    def _retrieve(self, items: list[int], types: list[int],
-                  timing: dict[str, float]) -> tuple:
+    def retrieve(self, items: list[int], types: list[int],
+                 timing: dict[str, float]) -> Found:
         """Encode, then search: the top items with their model
         probabilities, the look-alikes' votes, and who voted."""
         t0 = time.perf_counter()
@@ -466,15 +460,15 @@ class Engine:
         mask = self.fits(role)
         return True if mask is None else bool(mask[item])
 
-    def _follow_role(self, role, cand, *parts):
-        """Drop (filter) or shrink (demote) the items that do not fit."""
+    def _demote(self, role, cand, *parts):
+        """role_mode=demote: shrink the parts of items that do not fit
+        the role. (role_mode=filter drops them, in eligible().)"""
+        if self.ranking.role_mode != "demote":
+            return (cand, *parts)
         mask = self.fits(role)
         if mask is None:
             return (cand, *parts)
-        ok = mask[cand]
-        if self.ranking.role_mode == "filter":
-            return (cand[ok], *(p[ok] for p in parts))
-        factor = np.where(ok, 1.0, self.ranking.role_demotion)
+        factor = np.where(mask[cand], 1.0, self.ranking.role_demotion)
         return (cand, *(p * factor for p in parts))
 
     def _rank(self, cand: np.ndarray, m: np.ndarray, v: np.ndarray,

@@ -1,8 +1,12 @@
 """Role changes inside one session, through the HTTP API (issue 3)."""
 
+import dataclasses
 
+import numpy as np
 
-
+from conftest import EXACT
+from rolecall.roles import Role
+from serve.engine import Engine
 
 
 def _items(engine, gender, age, n, sized=False):
@@ -83,3 +87,21 @@ async def test_gender_filter_switches_role(client, engine):
         "gender": "men", "age_group": "adult", "size": "L",
         "key": "men/adult"}
     assert _share(engine, body["recommendations"], "men", "adult") >= 0.9
+
+
+def test_demote_shrinks_and_filter_drops_what_does_not_fit(engine):
+    role = Role("men", "adult")
+    cand = np.arange(2000)
+    parts = np.ones(2000)
+    fit = engine.fits(role)[cand]
+    assert fit.any() and not fit.all()
+    # filter (the default): parts untouched, eligible() drops the rest.
+    same = engine._demote(role, cand, parts)
+    assert np.array_equal(same[1], parts)
+    assert not engine.eligible(role)[cand[~fit]].any()
+    demoting = Engine(engine.bundle, dataclasses.replace(
+        engine.ranking, role_mode="demote", role_demotion=0.05),
+        EXACT)
+    _, shrunk = demoting._demote(role, cand, parts)
+    assert np.array_equal(shrunk, np.where(fit, 1.0, 0.05))
+    assert demoting.eligible(role)[cand[~fit]].any()  # shown, lower

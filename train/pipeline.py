@@ -160,11 +160,8 @@ def run_roles(cfg: Config, out_dir: Path, n_simulated: int = 300,
                      seed=cfg.train.seed)}
     tables = evaluate_roles(bundle, cfg.ranking, sources, fit.items,
                             np.asarray(fit.start_ts))
-    text = "\n\n".join(t.to_markdown() for t in tables)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "roles.md").write_text(text)
-    log.info("role evaluation written to %s", out_dir / "roles.md")
-    return text
+    return _written("\n\n".join(t.to_markdown() for t in tables),
+                    out_dir / "roles.md", "role evaluation")
 
 
 def run_stitching(cfg: Config, out_dir: Path) -> str:
@@ -175,11 +172,7 @@ def run_stitching(cfg: Config, out_dir: Path) -> str:
     configure_threads(cfg.train.threads)
     text = evaluate_stitching(load(cfg.serve.bundle), cfg.ranking,
                               load_sessions(cfg.data))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stitching.md").write_text(text)
-    log.info("stitching evaluation written to %s",
-             out_dir / "stitching.md")
-    return text
+    return _written(text, out_dir / "stitching.md", "stitching evaluation")
 
 
 def run_merch(cfg: Config, out_dir: Path) -> str:
@@ -194,10 +187,15 @@ def run_merch(cfg: Config, out_dir: Path) -> str:
     text = evaluate_margin(load(cfg.serve.bundle), cfg.ranking,
                            data.valid.head(n), data.test.head(n),
                            cfg.merch)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "merchandising.md").write_text(text)
-    log.info("merchandising evaluation written to %s",
-             out_dir / "merchandising.md")
+    return _written(text, out_dir / "merchandising.md",
+                    "merchandising evaluation")
+
+
+def _written(text: str, path: Path, what: str) -> str:
+    """An evaluation's tables, saved in the run folder and returned."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    log.info("%s written to %s", what, path)
     return text
 
 
