@@ -137,7 +137,7 @@ class RankingConfig:
 class IndexConfig:
     """How approximate indexes are built (rolecall/index.py)."""
 
-    # auto: exact search below this many rows, HNSW from it on; at 20k
+    # auto: exact search below this many rows, IVF from it on; at 20k
     # rows a flat scan is still well under a millisecond on one thread.
     auto_flat_below: int = 20_000
     hnsw_m: int = 32  # links per node: recall vs memory (8*M B/row)

@@ -1,13 +1,16 @@
-"""FAISS indexes chosen by size: exact search when small, HNSW when not.
+"""FAISS indexes chosen by size: exact search when small, IVF when not.
 
 Exact (flat) search costs rows * dim multiply-adds per query: at the
-H&M catalogue (105k items) on one thread that is milliseconds per click,
-twice over with the look-alike bank. HNSW answers the same query in a
-fraction of that with recall@20 near one, paid for once at build time
-(seconds per 100k rows) and in memory (about 8 * M bytes of links per
-row). IVF builds much faster than HNSW at millions of rows, so the scale
-bench uses it there. Evaluation stays on exact search (train/evaluate.py)
-so that offline numbers never depend on an approximation.
+H&M catalogue (105k items) on one thread that is about a millisecond
+per click, twice over with the look-alike bank. IVF scans only the
+nprobe lists nearest the query: on the real H&M vectors (nlist about
+sqrt(rows), nprobe 32) recall@256 of items is 0.998 and recall@200 of
+look-alikes 0.98, in 0.13-0.16 ms a query against 0.2 ms for HNSW at
+its served settings (recall 0.98) and 0.9-1.0 ms flat. IVF also builds
+in a second where HNSW takes twenty, adds rows cheaply (live items),
+and has a GPU form. HNSW stays on offer. Evaluation stays on exact
+search (train/evaluate.py), so offline numbers never depend on an
+approximation.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ KINDS = ("auto", "flat", "hnsw", "ivf")
 
 
 def choose(kind: str, n_rows: int, params: IndexConfig) -> str:
-    """The concrete kind for n_rows: auto is flat below a size."""
+    """The concrete kind for n_rows: auto is flat below a size, IVF
+    from it on."""
     if kind not in KINDS:
         raise ValueError(f"index kind: one of {', '.join(KINDS)}; "
                          f"found {kind!r}")
     if kind != "auto":
         return kind
-    return "flat" if n_rows < params.auto_flat_below else "hnsw"
+    return "flat" if n_rows < params.auto_flat_below else "ivf"
 
 
 def nlist_for(n_rows: int, params: IndexConfig) -> int:

@@ -150,7 +150,8 @@ class Bank:
         ok = I >= 0
         states, w = I[ok], w[ok]
         f = self.futures
-        starts, lengths = f.indptr[states], np.diff(f.indptr)[states]
+        starts = f.indptr[states]
+        lengths = f.indptr[states + 1] - starts
         # Positions of every stored entry of those rows, row by row.
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         take = offsets + np.arange(int(lengths.sum()))

@@ -24,6 +24,7 @@ from rolecall.device import resolve_device
 from rolecall.index import build_index, choose, on_gpu
 from rolecall.lookalikes import Votes
 from rolecall.merch import SIGNALS, SignalParams, day_number, signals
+from rolecall.model import LastState
 from rolecall.roles import Role, active_first, derive_role, size_fits
 from rolecall.scoring import blend, diverse, softmax, top_k
 from serve import session_roles
@@ -105,6 +106,10 @@ class Engine:
         vecs = bundle.item_vectors
         self.item_v = torch.from_numpy(
             np.ascontiguousarray(vecs[:, :-1])).to(self.device)
+        # One click on a CPU encodes in numpy (LastState); a GPU keeps
+        # torch, where batches of clicks pay.
+        self.last_state = (LastState(bundle.model.session)
+                           if self.device.type == "cpu" else None)
         self.unit_v = vecs[:, :-1] / np.maximum(
             np.linalg.norm(vecs[:, :-1], axis=1, keepdims=True), 1e-12)
         self._use_indexes(serve)
@@ -245,8 +250,11 @@ class Engine:
     @torch.inference_mode()
     def encode(self, items: list[int], types: list[int]) -> np.ndarray:
         """State [u, 1] after the last of the given events."""
-        idx = torch.tensor(items[-self.max_len:], device=self.device)
-        typ = torch.tensor(types[-self.max_len:], device=self.device)
+        items, types = items[-self.max_len:], types[-self.max_len:]
+        if self.last_state is not None:  # shares item_v's memory
+            return self.last_state(self.item_v.numpy(), items, types)
+        idx = torch.tensor(items, device=self.device)
+        typ = torch.tensor(types, device=self.device)
         return self.bundle.model.session.last(self.item_v[idx],
                                               typ).cpu().numpy()
 

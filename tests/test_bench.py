@@ -33,14 +33,14 @@ def clustered(n: int, d: int, seed: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def test_auto_picks_exact_when_small_hnsw_when_large():
+def test_auto_picks_exact_when_small_ivf_when_large():
     p = IndexConfig(auto_flat_below=1000)
     assert choose("auto", 999, p) == "flat"
-    assert choose("auto", 1000, p) == "hnsw"
+    assert choose("auto", 1000, p) == "ivf"
     assert choose("ivf", 10, p) == "ivf"
     xb = clustered(1200, 16, 0)
     assert isinstance(build_index(xb[:500], "auto", p), faiss.IndexFlat)
-    assert isinstance(build_index(xb, "auto", p), faiss.IndexHNSWFlat)
+    assert isinstance(build_index(xb, "auto", p), faiss.IndexIVFFlat)
     with pytest.raises(ValueError, match="one of"):
         choose("annoy", 10, p)
 

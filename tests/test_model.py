@@ -1,8 +1,9 @@
 """The towers: shapes, learning a tiny batch, and unseen items."""
 
+import numpy as np
 import torch
 
-from rolecall.model import TowerShape, build
+from rolecall.model import LastState, TowerShape, build
 
 
 def _shape(**kw) -> TowerShape:
@@ -45,6 +46,31 @@ def test_last_state_alone_equals_the_last_of_all_states():
             every = model.session(x[None], types[None], torch.ones(1, L))
             assert torch.allclose(model.session.last(x, types),
                                   every[0, -1], atol=1e-5)
+
+
+def test_numpy_last_state_equals_torch_cold_resumed_and_cached():
+    torch.manual_seed(0)
+    model = build(_shape()).eval()
+    vecs = torch.randn(20, 16)
+    fast = LastState(model.session, cache_size=4)
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, 20, 30).tolist()
+    types = rng.integers(0, 8, 30).tolist()
+    with torch.inference_mode():
+        for L in range(1, 31):  # each click one event longer: resumed
+            want = model.session.last(vecs[torch.tensor(items[:L])],
+                                      torch.tensor(types[:L])).numpy()
+            got = fast(vecs.numpy(), items[:L], types[:L])
+            assert np.allclose(got, want, atol=1e-5), L
+        assert len(fast._hidden) == 4  # bounded
+        again = fast(vecs.numpy(), items, types)  # cached: no GRU step
+        assert np.allclose(again, want, atol=1e-5)
+        # Another session sharing no prefix starts from zeros.
+        other = [3, 1, 4]
+        want = model.session.last(vecs[torch.tensor(other)],
+                                  torch.tensor([0, 1, 2])).numpy()
+        assert np.allclose(fast(vecs.numpy(), other, [0, 1, 2]), want,
+                           atol=1e-5)
 
 
 def test_overfits_a_tiny_batch():
