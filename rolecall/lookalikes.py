@@ -62,6 +62,20 @@ class Votes:
     def voters(self, item: int) -> np.ndarray:
         return self.pair_states[self.pair_items == item]
 
+    def voters_of(self, items: np.ndarray, first: int
+                  ) -> tuple[list[int], list[list[int]]]:
+        """For each item: how many states voted for it, and the first
+        `first` of them, nearest first (as voters() gives them), from
+        one sort for all items."""
+        order = np.argsort(self.pair_items, kind="stable")
+        by_item = self.pair_items[order]
+        lo = np.searchsorted(by_item, items, "left").tolist()
+        hi = np.searchsorted(by_item, items, "right").tolist()
+        states = self.pair_states[order]
+        return ([b - a for a, b in zip(lo, hi)],
+                [states[a:min(b, a + first)].tolist()
+                 for a, b in zip(lo, hi)])
+
 
 @dataclass
 class Bank:

@@ -524,8 +524,7 @@ class Engine:
         cap = self.ranking.max_per_product_type
         groups, counts = self.codes["product_type"][1], {}
         taken, capped = diverse(cand[order], groups, k, cap, counts)
-        out = [self._scored(cand[j], m[j], v[j], hist[j], contrib[j])
-               for j in order[taken]]
+        out = self._scored(cand, m, v, hist, contrib, order[taken])
         if len(out) < k:
             skip = skip | {a.item for a in out}
             pool = self.prior_order[mask[self.prior_order]]
@@ -534,9 +533,8 @@ class Engine:
             out += self._backfill(pool[got], ref)
             short = k - len(out)
             if short > 0:  # the cap gives way: nothing else is eligible
-                out += [self._scored(cand[j], m[j], v[j], hist[j],
-                                     contrib[j])
-                        for j in order[capped[:short]]]
+                out += self._scored(cand, m, v, hist, contrib,
+                                    order[capped[:short]])
                 # A capped candidate is in the pool too, and so among
                 # spare: shown once.
                 shown = {a.item for a in out}
@@ -550,21 +548,30 @@ class Engine:
             return np.zeros((len(items), len(SIGNALS)))
         return self.signals[items] * (self.merch_w * ref)
 
-    def _scored(self, item, m, v, h, contrib,
-                backfill: bool = False) -> Scored:
-        c = [float(x) for x in contrib]
-        b = ((c[0] + c[1]) + c[2]) + c[3]  # as _rank sums them
-        m, v, h = float(m), float(v), float(h)
-        return Scored(int(item), ((m + v) + h) + b, m, v, "", history=h,
-                      business=b, signals=dict(zip(SIGNALS, c))
-                      if self.merch_w.any() else {}, backfill=backfill)
+    def _scored(self, cand, m, v, h, contrib, rows,
+                backfill: bool = False) -> list[Scored]:
+        """Scored items of the given rows, parts as Python floats summed
+        in the order _rank sums them."""
+        rows = np.asarray(rows, dtype=np.int64)
+        named = bool(self.merch_w.any())
+        out = []
+        for item, mi, vi, hi, c in zip(
+                cand[rows].tolist(), m[rows].tolist(), v[rows].tolist(),
+                h[rows].tolist(), contrib[rows].tolist()):
+            b = ((c[0] + c[1]) + c[2]) + c[3]
+            out.append(Scored(item, ((mi + vi) + hi) + b, mi, vi, "",
+                              history=hi, business=b,
+                              signals=dict(zip(SIGNALS, c)) if named
+                              else {}, backfill=backfill))
+        return out
 
     def _backfill(self, items: np.ndarray, ref: float) -> list[Scored]:
         """Likeliest items a priori that passed every filter: relevance
         0, and their business part like any other item."""
-        contrib = self._business(items, ref)
-        return [self._scored(i, 0.0, 0.0, 0.0, c, backfill=True)
-                for i, c in zip(items, contrib)]
+        zero = np.zeros(len(items))
+        return self._scored(items, zero, zero, zero,
+                            self._business(items, ref),
+                            np.arange(len(items)), backfill=True)
 
     def _explain(self, answer: list[Scored], items: list[int],
                  votes: Votes) -> None:
@@ -576,14 +583,13 @@ class Engine:
         rec = np.array([a.item for a in answer])
         if items:
             sims = self.unit_v[rec] @ self.unit_v[items].T  # (K, L)
-            closest = np.array(items)[sims.argmax(axis=1)]
+            closest = np.array(items)[sims.argmax(axis=1)].tolist()
         else:
             closest = [None] * len(answer)
         sessions = self.bundle.bank.session_ids
-        for a, near in zip(answer, closest):
-            voters = votes.voters(a.item)
-            a.voters = [sessions[s] for s in voters[:3]]
-            n = len(voters)
+        counts, firsts = votes.voters_of(rec, 3)
+        for a, near, n, first in zip(answer, closest, counts, firsts):
+            a.voters = [sessions[s] for s in first]
             name = self.names[near] if near is not None else None
             why = {
                 "model": ({"about": f"close to {name or 'your click'}",

@@ -110,5 +110,11 @@ def test_one_query_votes_match_the_sparse_product_and_name_voters():
     neighbours = [s for s in I[0] if s >= 0]
     assert list(votes.voters(item)) == [s for s in neighbours
                                         if dense[s, item] > 0]
+    asked = np.array([item, *votes.indices[:5], n_items + 1])
+    counts, firsts = votes.voters_of(asked, 3)  # all at once, as served
+    for it, n, first in zip(asked, counts, firsts):
+        each = list(votes.voters(int(it)))
+        assert (n, first) == (len(each), each[:3])
+    assert counts[-1] == 0  # an item nobody voted for
     empty = bank.votes_of(D[0, :0], I[0, :0])
     assert len(empty.indices) == len(empty.voters(item)) == 0
