@@ -178,6 +178,9 @@ class ServeConfig:
     index_cache_dir: str = "data/index-cache"
     index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
+    # asyncio's event loop, or uvloop's (libuv: cheaper sockets and
+    # scheduling per request); auto takes uvloop when it is installed.
+    event_loop: str = "auto"  # auto | uvloop | asyncio
     # auto: encode (and search exact or IVF indexes) on a GPU when torch
     # sees one and faiss-gpu is installed, else on the CPU.
     device: str = "auto"

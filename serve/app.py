@@ -20,7 +20,7 @@ from serve.eventlog import EventLog, rebuild
 from serve.lookalike_feed import LookalikeFeed
 from serve.metrics import metrics_middleware
 from serve.overload import ADMISSION, Admission, overload_middleware
-from serve.sessions import MemoryStore, SessionStore
+from serve.sessions import MemoryStore, SessionLocks, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ EVENT_LOG = web.AppKey("event_log", EventLog)  # absent when turned off
 FEED = web.AppKey("lookalike_feed", LookalikeFeed)
 WORKER = web.AppKey("worker", int)  # this process's number, from 0
 BATCHER = web.AppKey("batcher", MicroBatcher)  # absent when off
+SESSION_LOCKS = web.AppKey("session_locks", SessionLocks)
 
 
 def make_app(cfg: Config, engine: Engine | None = None,
@@ -47,6 +48,7 @@ def make_app(cfg: Config, engine: Engine | None = None,
     app[ADMISSION] = Admission(serve.max_inflight, serve.max_queue,
                                serve.max_queue_ms, serve.retry_after_s)
     app[WORKER] = worker
+    app[SESSION_LOCKS] = SessionLocks()
     if engine is not None:
         app[ENGINE] = engine
     app.cleanup_ctx.append(_open_engine)

@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 from pydantic import ValidationError
 
+from serve.eventlog import EventLogError
 from serve.sessions import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,13 @@ async def error_middleware(request: web.Request, handler):
                         f"{STORE_RETRY_AFTER_S} s",
                         f"session store unavailable ({exc})",
                         retry_after=STORE_RETRY_AFTER_S).response()
+    except EventLogError as exc:
+        # Logged by the event log itself, once per failed batch.
+        return ApiError(503, "event_log_unavailable",
+                        "an event log that can write: the event was not "
+                        f"accepted; retry after {STORE_RETRY_AFTER_S} s",
+                        str(exc), retry_after=STORE_RETRY_AFTER_S
+                        ).response()
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import orjson
+
 from rolecall.eventlog import PREFIX, SUFFIX, VERSION, file_day, log_files
 from serve.sessions import Event, Session, SessionStore
 
@@ -62,14 +64,19 @@ class EventLog:
 
     async def append(self, record: dict) -> None:
         """Return once the record is on disk; raise EventLogError if not."""
+        await self.submit(record)
+
+    def submit(self, record: dict) -> asyncio.Future:
+        """Start writing the record: the future is done once it is on
+        disk, or fails with EventLogError. A caller may work on the
+        event meanwhile, as long as nothing of it counts before then."""
         if self._task is None or self._closing:
             raise EventLogError("the event log is not open")
-        line = json.dumps(record, separators=(",", ":"),
-                          ensure_ascii=False).encode() + b"\n"
+        line = orjson.dumps(record) + b"\n"
         done = asyncio.get_running_loop().create_future()
         self._pending.append((line, done))
         self._wake.set()
-        await done
+        return done
 
     async def close(self) -> None:
         """Write what is pending, then stop."""

@@ -6,9 +6,11 @@ replace the in-memory default without touching the handlers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -42,6 +44,21 @@ class Session:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def snapshot(self) -> tuple:
+        """What restore() needs to undo the next event: cheap, since an
+        event replaces the events list and changes only role fields of
+        the events in it."""
+        return (self.user_id, self.device_id, self.events,
+                [e.role for e in self.events], self.last_seen,
+                self.active_role,
+                {key: dict(ctx) for key, ctx in self.roles.items()})
+
+    def restore(self, snapshot: tuple) -> None:
+        (self.user_id, self.device_id, self.events, roles, self.last_seen,
+         self.active_role, self.roles) = snapshot
+        for e, role in zip(self.events, roles):
+            e.role = role
 
     @classmethod
     def from_dict(cls, data: dict) -> Session:
@@ -130,3 +147,30 @@ class MemoryStore:
     def __len__(self) -> int:
         """Sessions held, expired ones not yet removed included."""
         return len(self._data)
+
+
+class SessionLocks:
+    """One asyncio lock per session id while a request holds or waits
+    for it: a session's clicks are applied one at a time, in order."""
+
+    def __init__(self):
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, session_id: str):
+        lock, users = self._held.get(session_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._held[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[session_id]
+            if users == 1:
+                del self._held[session_id]
+            else:
+                self._held[session_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._held)

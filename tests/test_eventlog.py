@@ -142,3 +142,71 @@ async def test_online_events_reach_training_through_ingest(
     at = data.train.session_ids.index("online-visit")
     index = data.catalog.index
     assert list(data.train.items[at]) == [index[i] for i in items]
+
+
+async def test_failed_log_write_is_503_and_leaves_the_session_as_it_was(
+        client, tiny_bundle, tiny_cfg):
+    """The write overlaps the answer's computing; when it fails, the
+    event was not accepted: 503 with a JSON body, and the session (its
+    events, roles and identity) as before it."""
+    from serve import app as app_keys
+    items = _items(tiny_bundle, 3)
+    sid = "disk-trouble"
+    r = await client.post("/v1/events", json={
+        "session_id": sid, "item_id": items[0],
+        "filters": None, "event_type": "click"})
+    assert r.status == 200
+    before = await (await client.get(
+        f"/v1/recommendations?session_id={sid}")).json()
+    event_log = client.server.app[app_keys.EVENT_LOG]
+    real_write = event_log._write
+
+    def disk_full(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+    event_log._write = disk_full
+    for body in ({"item_id": items[1], "device_id": "d1"},
+                 {"event_type": "filter", "filters": {"size": "XL"}}):
+        r = await client.post("/v1/events", json={"session_id": sid,
+                                                  **body})
+        assert r.status == 503
+        error = await r.json()
+        assert error["error"] == "event_log_unavailable"
+        assert "not accepted" in error["expected"]
+        assert r.headers["Retry-After"]
+    after = await (await client.get(
+        f"/v1/recommendations?session_id={sid}")).json()
+    assert after["events"] == before["events"] == 1
+    assert after["roles_seen"] == before["roles_seen"]
+    assert after["role"] == before["role"]
+    assert ([x["item_id"] for x in after["recommendations"]]
+            == [x["item_id"] for x in before["recommendations"]])
+    event_log._write = real_write  # the disk has room again
+    r = await client.post("/v1/events", json={
+        "session_id": sid, "item_id": items[2]})
+    assert r.status == 200 and (await r.json())["events"] == 2
+    await client.close()
+    logged = [rec["event"]["item_id"]
+              for rec in read_records(tiny_cfg.serve.event_log_dir)
+              if rec["session_id"] == sid]
+    assert logged == [items[0], items[2]]
+
+
+async def test_concurrent_clicks_of_one_session_apply_in_order(
+        client, tiny_bundle, tiny_cfg):
+    from serve import app as app_keys
+    items = _items(tiny_bundle, 8)
+    sid = "double-clicker"
+    answers = await asyncio.gather(*(client.post("/v1/events", json={
+        "session_id": sid, "item_id": item, "event_id": f"e{j}"})
+        for j, item in enumerate(items)))
+    assert [r.status for r in answers] == [200] * len(items)
+    seen = sorted([(await r.json())["events"] for r in answers])
+    assert seen == list(range(1, len(items) + 1))  # one at a time
+    session = client.server.app[app_keys.STORE].get(sid)
+    assert len(client.server.app[app_keys.SESSION_LOCKS]) == 0
+    await client.close()
+    logged = [rec["event"]["event_id"]
+              for rec in read_records(tiny_cfg.serve.event_log_dir)
+              if rec["session_id"] == sid]
+    assert [e.event_id for e in session.events] == logged
+    assert sorted(logged) == [f"e{j}" for j in range(len(items))]
