@@ -591,26 +591,30 @@ class Engine:
         for a, near, n, first in zip(answer, closest, counts, firsts):
             a.voters = [sessions[s] for s in first]
             name = self.names[near] if near is not None else None
-            why = {
-                "model": ({"about": f"close to {name or 'your click'}",
-                           "item_id": self.bundle.item_ids[near]}
-                          if near is not None else
-                          {"about": "the model's own pick"}),
-                "lookalikes": {
-                    "about": f"{n} look-alike session"
-                             f"{'s' if n != 1 else ''} went on to buy it",
-                    "sessions": a.voters, "voters": n},
-                "history": {"about": "from your earlier shopping"},
-                "business": {"about": self._business_reason(a),
-                             "signals": a.signals}}
-            parts = {"model": a.model, "lookalikes": a.lookalikes,
-                     "history": a.history, "business": a.business}
-            a.evidence = [
-                {"part": p, "share": x / a.score if a.score else 0.0,
-                 **why[p]}
-                for p, x in sorted(parts.items(), key=lambda t: -abs(t[1]))
+            voted = (f"{n} look-alike session{'s' if n != 1 else ''} "
+                     "went on to buy it")
+            parts = [(p, x) for p, x in (
+                ("model", a.model), ("lookalikes", a.lookalikes),
+                ("history", a.history), ("business", a.business))
                 if x != 0]
-            top = a.evidence[0]["part"] if a.evidence else None
+            parts.sort(key=_by_size)  # stable: ties keep this order
+            a.evidence = []
+            for p, x in parts:
+                e = {"part": p, "share": x / a.score if a.score else 0.0}
+                if p == "model":
+                    e.update({"about": f"close to {name or 'your click'}",
+                              "item_id": self.bundle.item_ids[near]}
+                             if near is not None else
+                             {"about": "the model's own pick"})
+                elif p == "lookalikes":
+                    e.update(about=voted, sessions=a.voters, voters=n)
+                elif p == "history":
+                    e["about"] = "from your earlier shopping"
+                else:
+                    e.update(about=self._business_reason(a),
+                             signals=a.signals)
+                a.evidence.append(e)
+            top = parts[0][0] if parts else None
             if top == "business":
                 a.reason = self._business_reason(a)
             elif a.backfill or top is None:
@@ -618,7 +622,7 @@ class Engine:
             elif top == "history":
                 a.reason = "from your earlier shopping"
             elif a.lookalikes >= a.model and n:
-                a.reason = why["lookalikes"]["about"]
+                a.reason = voted
             else:
                 a.reason = f"goes with {name or 'your click'}"
 
@@ -732,6 +736,10 @@ def _with_role(attrs: dict) -> dict:
                           (role.gender, role.age_group, role.size)):
         out.setdefault(col, value)
     return out
+
+
+def _by_size(part: tuple[str, float]) -> float:
+    return -abs(part[1])
 
 
 def _ms(seconds: float) -> float:

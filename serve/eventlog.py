@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 import orjson
@@ -31,6 +31,7 @@ from serve.sessions import Event, Session, SessionStore
 log = logging.getLogger(__name__)
 
 _EVENT_FIELDS = {f.name for f in fields(Event)}
+_RECORDED = [f.name for f in fields(Event) if f.name != "item"]
 
 
 class EventLogError(OSError):
@@ -258,8 +259,10 @@ def _fsync_dir(directory: Path) -> None:
 def record(session_id: str, user_id: str | None, device_id: str | None,
            event: Event, item_id: str | None, dataset: str) -> dict:
     """What rebuilds the event anywhere: the item by id, not position."""
-    data = asdict(event)
-    data.pop("item")
+    # Field by field: dataclasses.asdict deep-copies, ~40 us a click.
+    data = {f: getattr(event, f) for f in _RECORDED}
+    data["filters"] = dict(event.filters) if event.filters else \
+        event.filters
     data["item_id"] = item_id
     return {"v": VERSION, "logged_at": time.time(), "dataset": dataset,
             "session_id": session_id, "user_id": user_id,
