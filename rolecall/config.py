@@ -181,6 +181,11 @@ class ServeConfig:
     # asyncio's event loop, or uvloop's (libuv: cheaper sockets and
     # scheduling per request); auto takes uvloop when it is installed.
     event_loop: str = "auto"  # auto | uvloop | asyncio
+    # Hide what start (and a swap) loaded from Python's cyclic garbage
+    # collector, whose full passes over it stop the loop for ~0.2 s on
+    # H&M (serve/app.py, freeze_heap). Off only in tests, which start
+    # many small apps in one process.
+    freeze_heap: bool = True
     # auto: encode (and search exact or IVF indexes) on a GPU when torch
     # sees one and faiss-gpu is installed, else on the CPU.
     device: str = "auto"

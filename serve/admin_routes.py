@@ -132,3 +132,5 @@ def swap_engine(app: web.Application, engine: Engine) -> None:
         app[app_keys.ENGINE] = engine
     BUNDLE.clear()
     BUNDLE.labels(engine.version).set(1)
+    if app[app_keys.CONFIG].serve.freeze_heap:
+        app_keys.freeze_heap("a bundle swap")

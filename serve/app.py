@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 
@@ -57,7 +58,32 @@ def make_app(cfg: Config, engine: Engine | None = None,
     app.cleanup_ctx.append(_open_feed)
     handlers.add_routes(app)
     admin_routes.add_routes(app)
+    app.on_startup.append(_after_startup)  # after every cleanup_ctx
     return app
+
+
+async def _after_startup(app: web.Application) -> None:
+    if app[CONFIG].serve.freeze_heap:
+        freeze_heap("start")
+
+
+def freeze_heap(after: str) -> None:
+    """Hide every object alive now from Python's cyclic collector.
+
+    The bundle, catalogue and histories are half a million objects or
+    more that live as long as the process (or the bundle), and a full
+    collection walks them all: ~0.2 s on H&M with the loop stopped,
+    every request in flight waiting. Frozen, they are skipped; they are
+    still freed by reference counting once unused. Called at start and
+    after a bundle swap (one such pause then, on purpose).
+    """
+    started = time.perf_counter()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    log.info("heap: %d objects frozen after %s (%.0f ms)",
+             gc.get_freeze_count(), after,
+             (time.perf_counter() - started) * 1000)
 
 
 async def _open_engine(app: web.Application):

@@ -41,6 +41,7 @@ def tiny_config(db: Path, artifacts: Path, name: str = "hm") -> Config:
     # No shedding where a test is not about it: on 2 shared cores a
     # test's burst of clicks may wait past serve.max_queue_ms.
     cfg.serve.max_inflight = 0
+    cfg.serve.freeze_heap = False  # many apps per process (one test on)
     cfg.serve.catalog_log_path = str(Path(artifacts).parent / "catalog.jsonl")
     return cfg
 

@@ -164,3 +164,29 @@ async def test_idle_session_joins_the_bank_after_lookalike_idle_s(
     assert len(engine.bundle.bank) == before + 2
     assert engine.bundle.bank.session_ids[-2:] == ["idler", "idler"]
     assert feed.sweep(now=later) == 0  # once only
+
+
+async def test_heap_is_frozen_at_start_and_again_after_a_swap(
+        aiohttp_client, engine, cfg, tiny_bundle, tmp_path, caplog):
+    """Start-up objects are hidden from the cyclic collector (a full
+    pass over them stalls the loop); a swap freezes the new bundle."""
+    import gc
+    import logging
+    cfg.serve.freeze_heap = True
+    caplog.set_level(logging.INFO, logger="serve.app")
+    try:
+        client = await aiohttp_client(make_app(cfg, engine))
+        assert gc.get_freeze_count() > 10_000
+        assert "objects frozen after start" in caplog.text
+        r = await client.post(
+            "/v1/admin/bundle", headers=AUTH,
+            json={"path": str(_copy(tiny_bundle, tmp_path, "v2"))})
+        assert r.status == 200, await r.text()
+        assert "objects frozen after a bundle swap" in caplog.text
+        assert gc.get_freeze_count() > 10_000
+        r = await client.post("/v1/events", json={
+            "session_id": "after-freeze",
+            "item_id": _women(client.app[ENGINE], 1)[0]})
+        assert r.status == 200
+    finally:
+        gc.unfreeze()
