@@ -178,9 +178,6 @@ class ServeConfig:
     index_cache_dir: str = "data/index-cache"
     index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
-    # asyncio's event loop, or uvloop's (libuv: cheaper sockets and
-    # scheduling per request); auto takes uvloop when it is installed.
-    event_loop: str = "auto"  # auto | uvloop | asyncio
     # Hide what start (and a swap) loaded from Python's cyclic garbage
     # collector, whose full passes over it stop the loop for ~0.2 s on
     # H&M (serve/app.py, freeze_heap). Off only in tests, which start

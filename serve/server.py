@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import signal
@@ -49,28 +48,7 @@ def _serve(cfg: Config | DictConfig, worker: int) -> None:
 
     web.run_app(app, host=cfg.serve.host, port=cfg.serve.port,
                 print=announce, access_log=None,
-                reuse_port=cfg.serve.workers > 1,
-                loop=new_loop(cfg.serve.event_loop))
-
-
-def new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    """The event loop serve.event_loop names (auto: uvloop if it is
-    installed, as it is with the project's dependencies on Linux)."""
-    if kind not in ("auto", "uvloop", "asyncio"):
-        raise ValueError("serve.event_loop: auto, uvloop or asyncio; "
-                         f"found {kind!r}")
-    if kind != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise ValueError("serve.event_loop=uvloop, but uvloop "
-                                 "is not installed") from None
-        else:
-            log.info("event loop: uvloop %s", uvloop.__version__)
-            return uvloop.new_event_loop()
-    log.info("event loop: asyncio")
-    return asyncio.new_event_loop()
+                reuse_port=cfg.serve.workers > 1)
 
 
 def run_workers(cfg: Config) -> None:
