@@ -247,7 +247,7 @@ class BenchConfig:
     dataset: str = "hm"
     max_sessions: int = 5000
     rates: list[int] = field(default_factory=lambda: [
-        100, 250, 500, 1000, 2000])  # open loop, requests per second
+        100, 250, 350, 400, 450, 500, 1000, 2000])  # open loop, per second
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     duration_s: float = 6.0  # per rate or concurrency level
     warmup_s: float = 2.0

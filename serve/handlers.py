@@ -109,18 +109,20 @@ async def post_event(request: web.Request) -> web.Response:
             time.time())
         store.put(session)
         t2 = time.perf_counter()
-        answer = await batcher.recommend(
-            app.get(app_keys.BATCHER), engine, session, k,
-            identity_routes.history_for(app, session),
-            where_of(body.where))
-        t3 = time.perf_counter()
-        if logged is not None:
-            try:
-                await logged
-            except eventlog.EventLogError:
-                session.restore(before)
-                store.put(session)
-                raise
+        try:
+            answer = await batcher.recommend(
+                app.get(app_keys.BATCHER), engine, session, k,
+                identity_routes.history_for(app, session),
+                where_of(body.where))
+        finally:  # even when answering failed: the event stays only
+            t3 = time.perf_counter()  # if it reached the disk
+            if logged is not None:
+                try:
+                    await logged
+                except eventlog.EventLogError:
+                    session.restore(before)
+                    store.put(session)
+                    raise
         t4 = time.perf_counter()
     SESSIONS.set(len(store))
     app[app_keys.FEED].note(session)
