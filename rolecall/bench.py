@@ -11,6 +11,10 @@ Parts (bench.parts), each a table printed and written to the run folder:
   at a time, with the configured indexes and with exact search.
 - scale: seeded random catalogues of 100k to 10M rows, per index kind:
   memory, build time, query latency, recall@k against exact search.
+- served_index: the served bundle's own item vectors and look-alike
+  bank, queried with session states of the test day: recall at the
+  served k and time per query, for each index kind and setting; the
+  real counterpart of `scale`, and the case for `auto`'s choice.
 - train: examples per second and seconds per epoch on the data.
 - device: a training epoch and the server at a few rates, on the CPU
   and on the GPU (rolecall/device_bench.py; not in the default parts).
@@ -104,6 +108,8 @@ def run_bench(cfg: Config | DictConfig, out_dir: Path) -> list[Table]:
         keep(online_tables(cfg, out_dir, passed))
     if "scale" in bench.parts:
         keep([scale_table(bench, cfg.serve.index)])
+    if "served_index" in bench.parts:
+        keep([served_index_table(cfg, out_dir)])
     if "train" in bench.parts:
         keep([train_table(cfg)])
     if "device" in bench.parts:
@@ -460,6 +466,74 @@ def scale_table(bench: BenchConfig, params: IndexConfig) -> Table:
         f"only up to {bench.scale_hnsw_max_rows:,} rows (build time). "
         f"HNSW M={params.hnsw_m}, efConstruction="
         f"{params.hnsw_ef_construction}; IVF nlist about sqrt(rows).")
+
+
+def served_index_table(cfg: Config, out_dir: Path) -> Table:
+    from rolecall.bundle import load
+    from rolecall.events import EVENT_INDEX
+    from rolecall.lookalikes import normalize
+    from rolecall.model import LastState
+    bench, params, ranking = cfg.bench, cfg.serve.index, cfg.ranking
+    bundle = load(cfg.serve.bundle)
+    path = out_dir / "sessions.json"
+    if not path.exists():
+        write_sessions(cfg, path)
+    index = {item: i for i, item in enumerate(bundle.item_ids)}
+    encode = LastState(bundle.model.session)
+    vecs = np.ascontiguousarray(bundle.item_vectors[:, :-1])
+    states = []
+    for _, items in json.loads(path.read_text()):
+        rows = [index[i] for i in items if i in index]
+        for end in range(1, len(rows) + 1):  # each click's state
+            states.append(encode(vecs, rows[:end],
+                                 [EVENT_INDEX["click"]] * end))
+        if len(states) >= bench.scale_queries:
+            break
+    xq = np.stack(states[:bench.scale_queries]).astype(np.float32)
+    rows = []
+    for name, xb, q, k in (
+            ("items", bundle.item_vectors, xq, ranking.candidates),
+            ("look-alikes", bundle.bank.vectors, normalize(xq[:, :-1]),
+             ranking.lookalikes)):
+        rows += _served_rows(name, np.ascontiguousarray(
+            xb, dtype=np.float32), q, k, params)
+    return Table(
+        f"Served indexes: {cfg.serve.bundle}, test-day session states "
+        f"as queries", ["rows", "index", "setting", "build s",
+                        "query ms", "vs flat", "recall@k", "k"], rows,
+        f"{len(xq)} queries, each the state after one click of a replayed "
+        f"test-day session; k as served (ranking.candidates for items, "
+        f"ranking.lookalikes for look-alikes). One thread; builds on "
+        f"{len(os.sched_getaffinity(0))}. Served today: auto = flat below "
+        f"{params.auto_flat_below:,} rows, IVF (nprobe "
+        f"{params.ivf_nprobe}) from there.")
+
+
+def _served_rows(name: str, xb: np.ndarray, xq: np.ndarray, k: int,
+                 params: IndexConfig) -> list[list]:
+    rows, flat_ms, I_exact = [], None, None
+    label = f"{name} ({len(xb):,})"
+    for kind in ("flat", "hnsw", "ivf"):
+        t = time.perf_counter()
+        index = build_index(xb, kind, params, k=k)
+        build_s = time.perf_counter() - t
+        settings = {"flat": [("exact", 0)],
+                    "hnsw": [("efSearch", max(params.hnsw_ef_search, k))],
+                    "ivf": [("nprobe", p) for p in
+                            sorted({8, 16, params.ivf_nprobe, 64})]}[kind]
+        for setting, value in settings:
+            _set(index, setting, value)
+            faiss.omp_set_num_threads(1)
+            _, I = index.search(xq, k)
+            if I_exact is None:
+                I_exact = I
+            ms = query_ms(index, xq, k)
+            flat_ms = flat_ms or ms
+            rows.append([label, kind, f"{setting} {value}" if value
+                         else setting, round(build_s, 1), ms,
+                         round(ms / flat_ms, 3),
+                         round(recall_at_k(I, I_exact), 3), k])
+    return rows
 
 
 # ---- training throughput ----

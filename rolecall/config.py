@@ -242,7 +242,8 @@ class BenchConfig:
     session memory and overload."""
 
     parts: list[str] = field(default_factory=lambda: [
-        "online", "stages", "scale", "train", "sessions", "overload"])
+        "online", "stages", "served_index", "scale", "train", "sessions",
+        "overload"])
     # Sessions replayed: the dataset's last day (its test day).
     dataset: str = "hm"
     max_sessions: int = 5000

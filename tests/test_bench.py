@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from rolecall.bench import (free_port, overload_table, sessions_table,
+from rolecall.bench import (free_port, overload_table,
+                            served_index_table, sessions_table,
                             write_sessions)
 from rolecall.bundle import load
 from rolecall.config import (BenchConfig, IndexConfig, RankingConfig,
@@ -218,3 +219,25 @@ def test_overload_part_measures_capacity_then_twice_it_then_low(
     assert probe[4] > 0 and over[2] == round(2 * probe[4])
     assert 0 <= over[5] <= 1 and low[2] < over[2]
     assert all(r[3] > 0 for r in table.rows)  # sent
+
+
+def test_served_index_part_measures_real_states_against_exact(
+        tiny_cfg, tiny_bundle, tmp_path):
+    tiny_cfg.serve.bundle = str(tiny_bundle)
+    tiny_cfg.bench = BenchConfig(max_sessions=40, scale_queries=30)
+    tiny_cfg.serve.index = IndexConfig(hnsw_ef_construction=40)
+    table = served_index_table(tiny_cfg, tmp_path)
+    by_part: dict[str, list] = {}
+    for row in table.rows:
+        by_part.setdefault(row[0].split(" ")[0], []).append(row)
+    assert set(by_part) == {"items", "look-alikes"}
+    for part, rows in by_part.items():
+        flat, *approximate = rows
+        assert flat[1:3] == ["flat", "exact"] and flat[6] == 1.0
+        assert [r[1] for r in approximate] == ["hnsw"] + ["ivf"] * 4
+        assert all(0 <= r[6] <= 1 for r in approximate)
+        # More lists probed never finds fewer of the exact neighbours.
+        ivf = [r[6] for r in approximate[1:]]
+        assert ivf == sorted(ivf)
+        assert rows[0][7] == (tiny_cfg.ranking.candidates if part ==
+                              "items" else tiny_cfg.ranking.lookalikes)
