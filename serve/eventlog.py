@@ -102,9 +102,10 @@ class EventLog:
                 self._wake.notify()
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._files:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     async def forget(self, user_id: str, session_ids: set[str]) -> int:
         """Rewrite every log file without the customer's records (theirs
@@ -144,8 +145,7 @@ class EventLog:
                 removed += dropped
         if removed and self._file is not None:
             # The open handle points at a replaced file: reopen by name.
-            self._file.close()
-            self._open_file()
+            self._reopen()
         _fsync_dir(self.directory)
         return removed
 
@@ -164,7 +164,7 @@ class EventLog:
                 with self._files:
                     self._write(data)
                 error = None
-            except OSError as exc:
+            except Exception as exc:  # the thread must outlive any batch
                 log.error("event log write of %d events failed: %s",
                           len(batch), exc)
                 error = EventLogError(f"event log write failed: {exc}")
@@ -175,19 +175,41 @@ class EventLog:
                 return
 
     def _write(self, data: bytes) -> None:
-        if (self._file.tell() + len(data) > self.max_bytes
+        if (self._file is None
+                or self._file.tell() + len(data) > self.max_bytes
                 or file_day(self._path) != _today()):
-            self._file.close()
-            self._open_file()
+            self._reopen()
         start = self._file.tell()
         try:
-            self._file.write(data)
-            self._file.flush()
+            view = memoryview(data)
+            while view:  # unbuffered: nothing left over after a failure
+                view = view[self._file.write(view):]
             os.fsync(self._file.fileno())
         except OSError:
-            # Leave no half batch for the next one to follow.
-            self._file.truncate(start)
+            self._discard(start)
             raise
+
+    def _reopen(self) -> None:
+        """The file to write to next (rotation, or after a failure); the
+        old one stays open should the new one fail to open."""
+        old = self._file
+        self._open_file()
+        if old is not None:
+            old.close()
+
+    def _discard(self, start: int) -> None:
+        """Leave no part of a failed batch for the next to follow, or
+        for a restart to replay; the next batch reopens the file."""
+        f, self._file = self._file, None
+        try:
+            f.truncate(start)
+        except OSError as exc:
+            log.error("event log: could not cut a failed batch from %s "
+                      "(%s); a restart may replay it", self._path, exc)
+        try:
+            f.close()
+        except OSError:
+            pass
 
     def _open_file(self) -> None:
         series = f"{PREFIX}{_today()}-w{self.writer}-"
@@ -199,11 +221,10 @@ class EventLog:
         else:
             n = int(mine[-1].stem.rsplit("-", 1)[1]) + 1 if mine else 0
             path = self.directory / f"{series}{n:04d}{SUFFIX}"
-        self._path = path
-        self._file = path.open("ab")
+        f = path.open("ab", buffering=0)
         if not mine or path != mine[-1]:
             _fsync_dir(self.directory)  # the new name survives a crash
-
+        self._path, self._file = path, f
 
 def _settle(batch: list[tuple[bytes, asyncio.Future]],
             error: EventLogError | None) -> None:

@@ -61,14 +61,16 @@ def _event(engine: Engine, body: EventIn) -> Event:
 async def post_event(request: web.Request) -> web.Response:
     """Log the event, apply it to its session, answer.
 
-    The event log's write and fsync run while the session is updated
-    and the answer computed, and the answer waits for them: nothing is
-    answered 200 that a crash could lose, and the fsync costs a click
-    only what the computing did not cover. Should the write fail, the
-    session is put back as it was and the answer is a 503. Events that
-    change who the session belongs to (a new user_id, a logout) wait
-    for the log first, so the identity graph changes only for an event
-    on disk. Clicks of one session are applied one at a time.
+    The event log's write starts first and runs while the answer is
+    computed on a draft of the session; the draft is stored only once
+    the event is on disk, so nothing anyone reads or is answered 200
+    could be lost by a crash, and a failed write (a 503) leaves the
+    session as it was. Should something else have written the session
+    meanwhile (identify, logout, forget, another process), the event is
+    applied again to what is stored now. Events that change who the
+    session belongs to (a new user_id, a logout) wait for the log
+    first, so the identity graph changes only for an event on disk.
+    Clicks of one session are applied one at a time.
     """
     t0 = time.perf_counter()
     raw = await read_json(request)
@@ -92,38 +94,37 @@ async def post_event(request: web.Request) -> web.Response:
             engine.bundle.config["data"]["name"]))
     t1 = time.perf_counter()
     store = app[app_keys.STORE]
-    async with app[app_keys.SESSION_LOCKS].hold(body.session_id):
-        session = store.get(body.session_id) or Session(body.session_id)
-        waited = 0.0
-        if logged is not None and _changes_identity(session, body):
-            await logged
-            logged, waited = None, time.perf_counter() - t1
-        before = session.snapshot()
-        identity_routes.link_from_event(app, session, body.user_id,
-                                        body.device_id, body.event_type)
-        change = session_roles.record(
-            session, event,
-            engine.role_of(event.item) if event.item is not None
-            else None,
-            app[app_keys.CONFIG].serve.max_events_per_session,
-            time.time())
-        store.put(session)
-        t2 = time.perf_counter()
-        try:
+    waited = 0.0
+    try:
+        async with app[app_keys.SESSION_LOCKS].hold(body.session_id):
+            base = store.get(body.session_id)
+            if logged is not None and _changes_identity(base, body):
+                await logged
+                logged, waited = None, time.perf_counter() - t1
+                base = store.get(body.session_id)  # as it is now
+            # Taken now: a memory store's writers change its object.
+            mark = _mark(base)
+            session, change = _applied(app, engine, base, body, event)
+            if logged is None:
+                store.put(session)
+            t2 = time.perf_counter()
             answer = await batcher.recommend(
                 app.get(app_keys.BATCHER), engine, session, k,
                 identity_routes.history_for(app, session),
                 where_of(body.where))
-        finally:  # even when answering failed: the event stays only
-            t3 = time.perf_counter()  # if it reached the disk
+            t3 = time.perf_counter()
             if logged is not None:
-                try:
-                    await logged
-                except eventlog.EventLogError:
-                    session.restore(before)
-                    store.put(session)
-                    raise
-        t4 = time.perf_counter()
+                await logged  # EventLogError: a 503, nothing stored
+                logged = None
+                now = store.get(body.session_id)
+                if _mark(now) != mark:  # written meanwhile
+                    session, change = _applied(app, engine, now, body,
+                                               event)
+                store.put(session)
+            t4 = time.perf_counter()
+    finally:
+        if logged is not None:  # failed before its write was awaited
+            logged.add_done_callback(_outcome_seen)
     SESSIONS.set(len(store))
     app[app_keys.FEED].note(session)
     # event_log: what the answer still waited for the fsync after its
@@ -141,9 +142,36 @@ async def post_event(request: web.Request) -> web.Response:
     return _timed_json(body_out, timing, t5)
 
 
-def _changes_identity(session: Session, body: EventIn) -> bool:
+def _applied(app: web.Application, engine: Engine, base: Session | None,
+             body: EventIn, event: Event
+             ) -> tuple[Session, session_roles.RoleChange]:
+    """A draft of the session with the event applied; `base` stays as
+    it is."""
+    session = base.draft() if base is not None else Session(
+        body.session_id)
+    identity_routes.link_from_event(app, session, body.user_id,
+                                    body.device_id, body.event_type)
+    change = session_roles.record(
+        session, event,
+        engine.role_of(event.item) if event.item is not None else None,
+        app[app_keys.CONFIG].serve.max_events_per_session, time.time())
+    return session, change
+
+
+def _changes_identity(session: Session | None, body: EventIn) -> bool:
+    user = session.user_id if session is not None else None
     return body.event_type == "logout" or bool(
-        body.user_id and body.user_id != session.user_id)
+        body.user_id and body.user_id != user)
+
+
+def _mark(session: Session | None) -> tuple | None:
+    return session.mark() if session is not None else None
+
+
+def _outcome_seen(done) -> None:
+    """The request failed first; its write's outcome is not news."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _timed_json(body: dict, timing: dict[str, float],

@@ -7,7 +7,7 @@ that role's size, so returning to a role brings its size back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rolecall.roles import Role, next_role, role_from_filters
 from serve.sessions import Event, Session
@@ -53,9 +53,12 @@ def apply(session: Session, event: Event,
         new, switched = next_role(current, seen)
         if previous and not switched and new.key != previous:
             # A refinement (unisex child -> girl) renames the context.
+            # New events, not changed ones: a draft shares its events
+            # with the stored session (Session.draft).
             session.roles.pop(previous, None)
-            for e in session.events:
-                e.role = new.key if e.role == previous else e.role
+            session.events = [replace(e, role=new.key)
+                              if e.role == previous else e
+                              for e in session.events]
         _store(session, new)
         session.active_role = new.key
     if size and session.active_role:

@@ -45,27 +45,20 @@ class Session:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def snapshot(self) -> tuple:
-        """What restore() needs to undo the next event: cheap, since an
-        event replaces the events list and changes only role fields of
-        the events in it."""
-        return (self.user_id, self.device_id, self.events,
-                [e.role for e in self.events], self.last_seen,
-                self.active_role,
-                {key: dict(ctx) for key, ctx in self.roles.items()})
+    def draft(self) -> Session:
+        """A copy to apply an event to while this one stays as it is:
+        the events list and role contexts are copied, the events shared
+        (an event already in a session is replaced, never changed)."""
+        return Session(self.session_id, self.user_id, self.device_id,
+                       list(self.events), self.last_seen, self.active_role,
+                       {key: dict(ctx) for key, ctx in self.roles.items()})
 
-    def restore(self, snapshot: tuple) -> None:
-        (self.user_id, self.device_id, self.events, roles, self.last_seen,
-         self.active_role, self.roles) = snapshot
-        for e, role in zip(self.events, roles):
-            e.role = role
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Session:
-        data = dict(data)
-        data["events"] = [Event(**e) for e in data.get("events", [])]
-        return cls(**data)
-
+    def mark(self) -> tuple:
+        """Changes whenever anything writes the session: an event, a
+        login or logout, a new device."""
+        last = self.events[-1].event_id if self.events else None
+        return (self.user_id, self.device_id, self.last_seen,
+                len(self.events), last, self.active_role)
 
 class StoreUnavailable(Exception):
     """The session store cannot be reached; the answer is a 503."""

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import aiohttp
 
 from rolecall.eventlog import log_files, read_records
-from serve.eventlog import EventLog
+from serve.eventlog import EventLog, EventLogError
 from servers import get, start_server, stop
 
 
@@ -210,3 +210,101 @@ async def test_concurrent_clicks_of_one_session_apply_in_order(
               if rec["session_id"] == sid]
     assert [e.event_id for e in session.events] == logged
     assert sorted(logged) == [f"e{j}" for j in range(len(items))]
+
+
+def _slow_disk(event_log, fail: bool, seconds: float = 0.3):
+    """The writer thread's write takes `seconds`, then fails or not."""
+    import time
+    real = event_log._write
+
+    def write(data: bytes) -> None:
+        time.sleep(seconds)
+        if fail:
+            raise OSError(5, "Input/output error")
+        real(data)
+    event_log._write = write
+    return real
+
+
+async def test_nothing_counts_before_the_disk_has_it(client, tiny_bundle):
+    """While a click's write is pending nobody sees its event; when the
+    write fails, a new session is not left behind, and a logout that
+    came meanwhile stays done."""
+    from serve import app as app_keys
+    app = client.server.app
+    items = _items(tiny_bundle, 2)
+    store = app[app_keys.STORE]
+    real = _slow_disk(app[app_keys.EVENT_LOG], fail=True)
+    # A new session whose first event fails: nothing stored.
+    r = await client.post("/v1/events", json={"session_id": "fresh",
+                                              "item_id": items[0]})
+    assert r.status == 503 and store.get("fresh") is None
+    app[app_keys.EVENT_LOG]._write = real
+    r = await client.post("/v1/events", json={
+        "session_id": "known", "item_id": items[0], "user_id": "u1"})
+    assert r.status == 200
+    _slow_disk(app[app_keys.EVENT_LOG], fail=True)
+    click = asyncio.create_task(client.post("/v1/events", json={
+        "session_id": "known", "item_id": items[1]}))
+    await asyncio.sleep(0.1)  # the click's write is on its way
+    seen = await (await client.get(
+        "/v1/recommendations?session_id=known")).json()
+    assert seen["events"] == 1  # not the pending one
+    app[app_keys.EVENT_LOG]._write = real  # the logout's write works
+    r = await client.post("/v1/sessions/known/logout", json={})
+    assert r.status == 200
+    assert (await click).status == 503
+    session = store.get("known")
+    assert session.user_id is None and len(session.events) == 1
+
+
+async def test_a_write_meanwhile_is_kept_and_the_click_applied_to_it(
+        client, tiny_bundle):
+    """A logout lands while a click's write is pending: the click is
+    applied to the logged-out session, not to its older copy."""
+    from serve import app as app_keys
+    app = client.server.app
+    items = _items(tiny_bundle, 2)
+    r = await client.post("/v1/events", json={
+        "session_id": "busy", "item_id": items[0], "user_id": "u2"})
+    assert r.status == 200
+    real = _slow_disk(app[app_keys.EVENT_LOG], fail=False)
+    click = asyncio.create_task(client.post("/v1/events", json={
+        "session_id": "busy", "item_id": items[1]}))
+    await asyncio.sleep(0.1)
+    app[app_keys.EVENT_LOG]._write = real
+    r = await client.post("/v1/sessions/busy/logout", json={})
+    assert r.status == 200
+    r = await click
+    assert r.status == 200 and (await r.json())["events"] == 2
+    session = app[app_keys.STORE].get("busy")
+    assert session.user_id is None and len(session.events) == 2
+
+
+async def test_writer_survives_a_file_it_cannot_open(tmp_path):
+    """Rotation to a new file fails once (the directory is full, say):
+    that batch fails, the next ones are written."""
+    log = EventLog(tmp_path, max_bytes=200)  # rotate every few records
+    await log.open()
+    real = log._open_file
+    calls = []
+
+    def fails_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real()
+    log._open_file = fails_once
+    record = {"v": 1, "pad": "x" * 150}
+    await log.append(record)  # fits the first file
+    try:
+        await log.append(record)  # needs a new file, which fails
+        raised = False
+    except EventLogError:
+        raised = True
+    assert raised
+    for _ in range(3):  # the thread lives on, rotating as it should
+        await asyncio.wait_for(log.append(record), timeout=5)
+    await log.close()
+    assert len(list(read_records(tmp_path))) == 4
+    assert len(log_files(tmp_path)) >= 2  # it did rotate
