@@ -513,14 +513,17 @@ def _served_rows(name: str, xb: np.ndarray, xq: np.ndarray, k: int,
                  params: IndexConfig) -> list[list]:
     rows, flat_ms, I_exact = [], None, None
     label = f"{name} ({len(xb):,})"
+    threads = len(os.sched_getaffinity(0))
     for kind in ("flat", "hnsw", "ivf"):
+        faiss.omp_set_num_threads(threads)  # query_ms left it at one
         t = time.perf_counter()
         index = build_index(xb, kind, params, k=k)
         build_s = time.perf_counter() - t
         settings = {"flat": [("exact", 0)],
                     "hnsw": [("efSearch", max(params.hnsw_ef_search, k))],
                     "ivf": [("nprobe", p) for p in
-                            sorted({8, 16, params.ivf_nprobe, 64})]}[kind]
+                            sorted({8, 16, 32, 64, params.ivf_nprobe})]
+                    }[kind]
         for setting, value in settings:
             _set(index, setting, value)
             faiss.omp_set_num_threads(1)

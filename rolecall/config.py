@@ -178,6 +178,10 @@ class ServeConfig:
     index_cache_dir: str = "data/index-cache"
     index: IndexConfig = field(default_factory=IndexConfig)
     threads: int = 1  # torch and faiss threads per server process
+    # Encoded sequences whose GRU state a CPU server keeps, so the next
+    # click of a session costs one step (rolecall/model.py, LastState;
+    # about 0.6 KiB each).
+    encoder_cache: int = 50_000
     # Hide what start (and a swap) loaded from Python's cyclic garbage
     # collector, whose full passes over it stop the loop for ~0.2 s on
     # H&M (serve/app.py, freeze_heap). Off only in tests, which start

@@ -126,10 +126,12 @@ class LastState:
     a click that extends the last encoded sequence by one event costs
     one GRU step, not one per event. Keys are the events themselves,
     so nothing needs invalidating: item rows are only ever appended.
+    An entry is about 0.6 KiB (a 64-float state and the events' bytes);
+    a session longer than the tower's window slides it and so misses.
     Equal to SessionTower.last up to float rounding (tested).
     """
 
-    def __init__(self, tower: SessionTower, cache_size: int = 100_000):
+    def __init__(self, tower: SessionTower, cache_size: int = 50_000):
         def np32(t: torch.Tensor) -> np.ndarray:
             return t.detach().float().cpu().numpy().copy()
         gru, out = tower.gru, tower.out[-1]
@@ -149,13 +151,16 @@ class LastState:
         of item_vecs (n_items, d), types index event types."""
         x = item_vecs[items] + self.types[types]  # (L, d)
         L, d = x.shape
-        key = (tuple(items), tuple(types))
+        # Compact keys (~5 bytes an event): rows as int32, types as int8.
+        key = (np.asarray(items, np.int32).tobytes(),
+               np.asarray(types, np.int8).tobytes())
         start, h = self._resume(key, L)
         if start < L:
             gi = x[start:] @ self.w_ih + self.b_ih  # (L - start, 3d)
             for g in gi:
                 gh = h @ self.w_hh + self.b_hh
-                rz = 1.0 / (1.0 + np.exp(-(g[:2 * d] + gh[:2 * d])))
+                # sigmoid(a) = (1 + tanh(a / 2)) / 2, without overflow
+                rz = 0.5 + 0.5 * np.tanh(0.5 * (g[:2 * d] + gh[:2 * d]))
                 n = np.tanh(g[2 * d:] + rz[:d] * gh[2 * d:])
                 h = n + rz[d:] * (h - n)
             self._remember(key, h)
@@ -171,7 +176,7 @@ class LastState:
         if h is not None:
             self._hidden.move_to_end(key)
             return L, h
-        h = self._hidden.get((key[0][:-1], key[1][:-1])) if L > 1 else None
+        h = self._hidden.get((key[0][:-4], key[1][:-1])) if L > 1 else None
         if h is not None:
             return L - 1, h
         return 0, np.zeros(self.d, np.float32)

@@ -108,7 +108,8 @@ class Engine:
             np.ascontiguousarray(vecs[:, :-1])).to(self.device)
         # One click on a CPU encodes in numpy (LastState); a GPU keeps
         # torch, where batches of clicks pay.
-        self.last_state = (LastState(bundle.model.session)
+        self.last_state = (LastState(bundle.model.session,
+                                     serve.encoder_cache)
                            if self.device.type == "cpu" else None)
         self.unit_v = vecs[:, :-1] / np.maximum(
             np.linalg.norm(vecs[:, :-1], axis=1, keepdims=True), 1e-12)

@@ -234,7 +234,8 @@ def test_served_index_part_measures_real_states_against_exact(
     for part, rows in by_part.items():
         flat, *approximate = rows
         assert flat[1:3] == ["flat", "exact"] and flat[6] == 1.0
-        assert [r[1] for r in approximate] == ["hnsw"] + ["ivf"] * 4
+        assert [r[1] for r in approximate] == ["hnsw"] + ["ivf"] * (
+            len(approximate) - 1) and len(approximate) >= 5
         assert all(0 <= r[6] <= 1 for r in approximate)
         # More lists probed never finds fewer of the exact neighbours.
         ivf = [r[6] for r in approximate[1:]]
