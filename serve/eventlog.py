@@ -234,8 +234,8 @@ def _settle(batch: list[tuple[bytes, asyncio.Future]],
             continue
         if error is None:
             done.set_result(None)
-        else:
-            done.set_exception(error)
+        else:  # one each: a raised exception gathers its traceback
+            done.set_exception(EventLogError(*error.args))
 
 
 def _today() -> str:
