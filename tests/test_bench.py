@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from rolecall.bench import (free_port, overload_table,
+from rolecall.bench import (free_port, highest_rate, overload_table,
                             served_index_table, sessions_table,
                             write_sessions)
 from rolecall.bundle import load
@@ -242,3 +242,15 @@ def test_served_index_part_measures_real_states_against_exact(
         assert ivf == sorted(ivf)
         assert rows[0][7] == (tiny_cfg.ranking.candidates if part ==
                               "items" else tiny_cfg.ranking.lookalikes)
+
+
+def test_highest_rate_needs_every_lower_rate_to_pass():
+    def run(target, p99, errors=0, answered=None):
+        return {"target": target, "errors": errors,
+                "latency_ms": {"p99": p99},
+                "throughput": target if answered is None else answered}
+    runs = [run(100, 5), run(250, 8), run(450, 39), run(500, 18)]
+    assert highest_rate(runs) == 250  # 500 passing by luck is not it
+    assert highest_rate(runs[:2]) == 250
+    assert highest_rate([run(100, 5, errors=1)]) == 0
+    assert highest_rate([run(100, 5), run(200, 5, answered=150)]) == 100
