@@ -108,19 +108,18 @@ async def post_event(request: web.Request) -> web.Response:
             if logged is None:
                 store.put(session)
             t2 = time.perf_counter()
-            answer = await batcher.recommend(
-                app.get(app_keys.BATCHER), engine, session, k,
-                identity_routes.history_for(app, session),
-                where_of(body.where))
-            t3 = time.perf_counter()
-            if logged is not None:
-                await logged  # EventLogError: a 503, nothing stored
-                logged = None
-                now = store.get(body.session_id)
-                if _mark(now) != mark:  # written meanwhile
-                    session, change = _applied(app, engine, now, body,
-                                               event)
-                store.put(session)
+            try:
+                answer = await batcher.recommend(
+                    app.get(app_keys.BATCHER), engine, session, k,
+                    identity_routes.history_for(app, session),
+                    where_of(body.where))
+            finally:  # also when answering failed: an event on disk
+                t3 = time.perf_counter()  # belongs in its session
+                if logged is not None:
+                    pending, logged = logged, None
+                    await pending  # EventLogError: a 503, nothing stored
+                    session, change = _commit(app, engine, mark, session,
+                                              change, body, event)
             t4 = time.perf_counter()
     finally:
         if logged is not None:  # failed before its write was awaited
@@ -156,6 +155,23 @@ def _applied(app: web.Application, engine: Engine, base: Session | None,
         engine.role_of(event.item) if event.item is not None else None,
         app[app_keys.CONFIG].serve.max_events_per_session, time.time())
     return session, change
+
+
+def _commit(app: web.Application, engine: Engine, mark: tuple | None,
+            draft: Session, change: session_roles.RoleChange,
+            body: EventIn, event: Event
+            ) -> tuple[Session, session_roles.RoleChange]:
+    """Store the draft, once its event is on disk. Should another
+    process have written the session meanwhile (in this one, writers
+    hold the session's lock), the event is applied to what it wrote.
+    A session gone meanwhile (evicted at the cap, expired) comes back
+    as the draft has it."""
+    store = app[app_keys.STORE]
+    now = store.get(body.session_id)
+    if now is not None and now.mark() != mark:
+        draft, change = _applied(app, engine, now, body, event)
+    store.put(draft)
+    return draft, change
 
 
 def _changes_identity(session: Session | None, body: EventIn) -> bool:

@@ -103,22 +103,25 @@ async def identify(request: web.Request) -> web.Response:
     k = parse_k(request, body.k)
     app = request.app
     engine, store = app[app_keys.ENGINE], app[app_keys.STORE]
-    session = store.get(sid) or Session(sid)
-    linked = app[GRAPH].link(sid, body.user_id, body.device_id, body.via)
-    session.user_id = body.user_id
-    session.device_id = body.device_id or session.device_id
-    if linked:
-        _add_known_roles(app, session)
-        n = len(session.events)
-        login = Event(f"{sid}:{body.via}:{n}", time.time(), "login",
-                      user_id=body.user_id)
-        event_log = app.get(app_keys.EVENT_LOG)
-        if event_log is not None:  # the link is durable before the answer
-            await event_log.append(eventlog.record(
-                sid, body.user_id, session.device_id, login, None,
-                engine.bundle.config["data"]["name"]))
-        session.events.append(login)
-    store.put(session)
+    # The session's lock: a click of it in flight commits first.
+    async with app[app_keys.SESSION_LOCKS].hold(sid):
+        session = store.get(sid) or Session(sid)
+        linked = app[GRAPH].link(sid, body.user_id, body.device_id,
+                                 body.via)
+        session.user_id = body.user_id
+        session.device_id = body.device_id or session.device_id
+        if linked:
+            _add_known_roles(app, session)
+            n = len(session.events)
+            login = Event(f"{sid}:{body.via}:{n}", time.time(), "login",
+                          user_id=body.user_id)
+            event_log = app.get(app_keys.EVENT_LOG)
+            if event_log is not None:  # the link is durable first
+                await event_log.append(eventlog.record(
+                    sid, body.user_id, session.device_id, login, None,
+                    engine.bundle.config["data"]["name"]))
+            session.events.append(login)
+        store.put(session)
     history = history_for(app, session)
     answer = engine.recommend(session, k, history=history)
     out = answer_body(engine, session, answer, answer.timing_ms)
@@ -146,13 +149,14 @@ async def logout(request: web.Request) -> web.Response:
     sid = _session_id(request)
     app = request.app
     store, engine = app[app_keys.STORE], app[app_keys.ENGINE]
-    session = store.get(sid)
-    if session is None:
-        raise ApiError(404, "unknown_session",
-                       "a session that has posted events", sid)
-    user = app[GRAPH].unlink(sid)
-    session.user_id = None
-    store.put(session)
+    async with app[app_keys.SESSION_LOCKS].hold(sid):
+        session = store.get(sid)
+        if session is None:
+            raise ApiError(404, "unknown_session",
+                           "a session that has posted events", sid)
+        user = app[GRAPH].unlink(sid)
+        session.user_id = None
+        store.put(session)
     answer = engine.recommend(session, app[app_keys.CONFIG].serve.default_k)
     out = answer_body(engine, session, answer, answer.timing_ms)
     out.update(logged_out=user)
@@ -169,8 +173,9 @@ async def forget(request: web.Request) -> web.Response:
     removed["history_items"] = n_items
     store = app[app_keys.STORE]
     live = [sid for sid, s in _sessions_of(store, user)]
-    for sid in live:
-        store.delete(sid)
+    for sid in live:  # after any click of it in flight
+        async with app[app_keys.SESSION_LOCKS].hold(sid):
+            store.delete(sid)
     removed["live_sessions"] = len(live)
     bank = app[app_keys.ENGINE].bundle.bank
     removed["lookalike_states"] = bank.forget(set(past_sessions) | set(live))

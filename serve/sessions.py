@@ -45,6 +45,12 @@ class Session:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Session:
+        data = dict(data)
+        data["events"] = [Event(**e) for e in data.get("events", [])]
+        return cls(**data)
+
     def draft(self) -> Session:
         """A copy to apply an event to while this one stays as it is:
         the events list and role contexts are copied, the events shared

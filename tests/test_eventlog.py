@@ -258,10 +258,11 @@ async def test_nothing_counts_before_the_disk_has_it(client, tiny_bundle):
     assert session.user_id is None and len(session.events) == 1
 
 
-async def test_a_write_meanwhile_is_kept_and_the_click_applied_to_it(
-        client, tiny_bundle):
-    """A logout lands while a click's write is pending: the click is
-    applied to the logged-out session, not to its older copy."""
+async def test_a_logout_or_login_during_a_click_waits_for_it(
+        client, tiny_bundle, tiny_cfg):
+    """Calls that write a session take its lock: a logout, then an
+    identify, sent while a click's write is pending, apply after it,
+    and nothing of either is lost."""
     from serve import app as app_keys
     app = client.server.app
     items = _items(tiny_bundle, 2)
@@ -279,6 +280,41 @@ async def test_a_write_meanwhile_is_kept_and_the_click_applied_to_it(
     assert r.status == 200 and (await r.json())["events"] == 2
     session = app[app_keys.STORE].get("busy")
     assert session.user_id is None and len(session.events) == 2
+    _slow_disk(app[app_keys.EVENT_LOG], fail=False)
+    click = asyncio.create_task(client.post("/v1/events", json={
+        "session_id": "busy", "item_id": items[0], "event_id": "third"}))
+    await asyncio.sleep(0.1)
+    app[app_keys.EVENT_LOG]._write = real
+    r = await client.post("/v1/sessions/busy/identify",
+                          json={"user_id": "u3"})
+    assert r.status == 200 and (await click).status == 200
+    session = app[app_keys.STORE].get("busy")
+    assert session.user_id == "u3"
+    assert [e.event_type for e in session.events][-2:] == ["click",
+                                                          "login"]
+    assert session.events[-2].event_id == "third"
+
+
+async def test_an_answer_that_fails_keeps_its_logged_event(
+        client, tiny_bundle, tiny_cfg, monkeypatch):
+    """The write reached the disk, answering failed (a 500): the event
+    is in its session too, as a restart would rebuild it."""
+    from serve import app as app_keys
+    from serve import handlers
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("engine fault")
+    items = _items(tiny_bundle, 2)
+    monkeypatch.setattr(handlers.batcher, "recommend", broken)
+    r = await client.post("/v1/events", json={
+        "session_id": "faulty", "item_id": items[0], "event_id": "f1"})
+    assert r.status == 500
+    session = client.server.app[app_keys.STORE].get("faulty")
+    assert [e.event_id for e in session.events] == ["f1"]
+    await client.close()
+    assert [rec["event"]["event_id"]
+            for rec in read_records(tiny_cfg.serve.event_log_dir)
+            if rec["session_id"] == "faulty"] == ["f1"]
 
 
 async def test_writer_survives_a_file_it_cannot_open(tmp_path):
@@ -308,3 +344,25 @@ async def test_writer_survives_a_file_it_cannot_open(tmp_path):
     await log.close()
     assert len(list(read_records(tmp_path))) == 4
     assert len(log_files(tmp_path)) >= 2  # it did rotate
+
+
+async def test_a_session_evicted_during_its_write_keeps_its_history(
+        client, tiny_bundle):
+    from serve import app as app_keys
+    from serve.sessions import Session
+    app = client.server.app
+    store = app[app_keys.STORE]
+    items = _items(tiny_bundle, 2)
+    r = await client.post("/v1/events", json={"session_id": "old",
+                                              "item_id": items[0]})
+    assert r.status == 200
+    real = _slow_disk(app[app_keys.EVENT_LOG], fail=False)
+    click = asyncio.create_task(client.post("/v1/events", json={
+        "session_id": "old", "item_id": items[1]}))
+    await asyncio.sleep(0.1)
+    app[app_keys.EVENT_LOG]._write = real
+    store.max_sessions = 1
+    store.put(Session("newer"))  # the cap evicts "old" meanwhile
+    assert store.get("old") is None
+    assert (await click).status == 200
+    assert len(store.get("old").events) == 2
