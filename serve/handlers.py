@@ -65,12 +65,12 @@ async def post_event(request: web.Request) -> web.Response:
     computed on a draft of the session; the draft is stored only once
     the event is on disk, so nothing anyone reads or is answered 200
     could be lost by a crash, and a failed write (a 503) leaves the
-    session as it was. Should something else have written the session
-    meanwhile (identify, logout, forget, another process), the event is
+    session as it was. Clicks, identify, logout and forget of one
+    session hold its lock, so they apply one at a time; should another
+    process have written the session meanwhile (Redis), the event is
     applied again to what is stored now. Events that change who the
     session belongs to (a new user_id, a logout) wait for the log
     first, so the identity graph changes only for an event on disk.
-    Clicks of one session are applied one at a time.
     """
     t0 = time.perf_counter()
     raw = await read_json(request)
