@@ -248,12 +248,16 @@ class Engine:
         return Role(self.genders[item], self.ages[item])
 
 
-    @torch.inference_mode()
     def encode(self, items: list[int], types: list[int]) -> np.ndarray:
         """State [u, 1] after the last of the given events."""
         items, types = items[-self.max_len:], types[-self.max_len:]
         if self.last_state is not None:  # shares item_v's memory
             return self.last_state(self.item_v.numpy(), items, types)
+        return self._encode_torch(items, types)
+
+    @torch.inference_mode()
+    def _encode_torch(self, items: list[int], types: list[int]
+                      ) -> np.ndarray:
         idx = torch.tensor(items, device=self.device)
         typ = torch.tensor(types, device=self.device)
         return self.bundle.model.session.last(self.item_v[idx],
@@ -366,7 +370,8 @@ class Engine:
         """Encode, then search: the top items with their model
         probabilities, the look-alikes' votes, and who voted."""
         t0 = time.perf_counter()
-        xq = self.encode(items, types)[None, :].astype(np.float32)
+        xq = self.encode(items, types)[None, :].astype(np.float32,
+                                                      copy=False)
         t1 = time.perf_counter()
         D, I = self.item_index.search(xq, self.ranking.candidates)
         t2 = time.perf_counter()

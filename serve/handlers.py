@@ -66,11 +66,10 @@ async def post_event(request: web.Request) -> web.Response:
     the event is on disk, so nothing anyone reads or is answered 200
     could be lost by a crash, and a failed write (a 503) leaves the
     session as it was. Clicks, identify, logout and forget of one
-    session hold its lock, so they apply one at a time; should another
-    process have written the session meanwhile (Redis), the event is
-    applied again to what is stored now. Events that change who the
-    session belongs to (a new user_id, a logout) wait for the log
-    first, so the identity graph changes only for an event on disk.
+    session hold its lock, so nothing else in this process writes it
+    meanwhile. Events that change who the session belongs to (a new
+    user_id, a logout) wait for the log first, so the identity graph
+    changes only for an event on disk.
     """
     t0 = time.perf_counter()
     raw = await read_json(request)
@@ -101,9 +100,6 @@ async def post_event(request: web.Request) -> web.Response:
             if logged is not None and _changes_identity(base, body):
                 await logged
                 logged, waited = None, time.perf_counter() - t1
-                base = store.get(body.session_id)  # as it is now
-            # Taken now: a memory store's writers change its object.
-            mark = _mark(base)
             session, change = _applied(app, engine, base, body, event)
             if logged is None:
                 store.put(session)
@@ -118,8 +114,8 @@ async def post_event(request: web.Request) -> web.Response:
                 if logged is not None:
                     pending, logged = logged, None
                     await pending  # EventLogError: a 503, nothing stored
-                    session, change = _commit(app, engine, mark, session,
-                                              change, body, event)
+                    # Stored whole even if evicted or expired meanwhile.
+                    store.put(session)
             t4 = time.perf_counter()
     finally:
         if logged is not None:  # failed before its write was awaited
@@ -157,31 +153,10 @@ def _applied(app: web.Application, engine: Engine, base: Session | None,
     return session, change
 
 
-def _commit(app: web.Application, engine: Engine, mark: tuple | None,
-            draft: Session, change: session_roles.RoleChange,
-            body: EventIn, event: Event
-            ) -> tuple[Session, session_roles.RoleChange]:
-    """Store the draft, once its event is on disk. Should another
-    process have written the session meanwhile (in this one, writers
-    hold the session's lock), the event is applied to what it wrote.
-    A session gone meanwhile (evicted at the cap, expired) comes back
-    as the draft has it."""
-    store = app[app_keys.STORE]
-    now = store.get(body.session_id)
-    if now is not None and now.mark() != mark:
-        draft, change = _applied(app, engine, now, body, event)
-    store.put(draft)
-    return draft, change
-
-
 def _changes_identity(session: Session | None, body: EventIn) -> bool:
     user = session.user_id if session is not None else None
     return body.event_type == "logout" or bool(
         body.user_id and body.user_id != user)
-
-
-def _mark(session: Session | None) -> tuple | None:
-    return session.mark() if session is not None else None
 
 
 def _outcome_seen(done) -> None:

@@ -59,13 +59,6 @@ class Session:
                        list(self.events), self.last_seen, self.active_role,
                        {key: dict(ctx) for key, ctx in self.roles.items()})
 
-    def mark(self) -> tuple:
-        """Changes whenever anything writes the session: an event, a
-        login or logout, a new device."""
-        last = self.events[-1].event_id if self.events else None
-        return (self.user_id, self.device_id, self.last_seen,
-                len(self.events), last, self.active_role)
-
 class StoreUnavailable(Exception):
     """The session store cannot be reached; the answer is a 503."""
 

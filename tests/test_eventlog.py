@@ -226,6 +226,18 @@ def _slow_disk(event_log, fail: bool, seconds: float = 0.3):
     return real
 
 
+async def _pending_click(client, body: dict):
+    """A click whose write is on its way to disk (slowly) while the
+    caller goes on; later writes are fast again."""
+    from serve import app as app_keys
+    event_log = client.server.app[app_keys.EVENT_LOG]
+    real = _slow_disk(event_log, fail=False)
+    click = asyncio.create_task(client.post("/v1/events", json=body))
+    await asyncio.sleep(0.1)
+    event_log._write = real
+    return click
+
+
 async def test_nothing_counts_before_the_disk_has_it(client, tiny_bundle):
     """While a click's write is pending nobody sees its event; when the
     write fails, a new session is not left behind, and a logout that
@@ -269,22 +281,16 @@ async def test_a_logout_or_login_during_a_click_waits_for_it(
     r = await client.post("/v1/events", json={
         "session_id": "busy", "item_id": items[0], "user_id": "u2"})
     assert r.status == 200
-    real = _slow_disk(app[app_keys.EVENT_LOG], fail=False)
-    click = asyncio.create_task(client.post("/v1/events", json={
-        "session_id": "busy", "item_id": items[1]}))
-    await asyncio.sleep(0.1)
-    app[app_keys.EVENT_LOG]._write = real
+    click = await _pending_click(client, {"session_id": "busy",
+                                          "item_id": items[1]})
     r = await client.post("/v1/sessions/busy/logout", json={})
     assert r.status == 200
     r = await click
     assert r.status == 200 and (await r.json())["events"] == 2
     session = app[app_keys.STORE].get("busy")
     assert session.user_id is None and len(session.events) == 2
-    _slow_disk(app[app_keys.EVENT_LOG], fail=False)
-    click = asyncio.create_task(client.post("/v1/events", json={
-        "session_id": "busy", "item_id": items[0], "event_id": "third"}))
-    await asyncio.sleep(0.1)
-    app[app_keys.EVENT_LOG]._write = real
+    click = await _pending_click(client, {
+        "session_id": "busy", "item_id": items[0], "event_id": "third"})
     r = await client.post("/v1/sessions/busy/identify",
                           json={"user_id": "u3"})
     assert r.status == 200 and (await click).status == 200
@@ -356,11 +362,8 @@ async def test_a_session_evicted_during_its_write_keeps_its_history(
     r = await client.post("/v1/events", json={"session_id": "old",
                                               "item_id": items[0]})
     assert r.status == 200
-    real = _slow_disk(app[app_keys.EVENT_LOG], fail=False)
-    click = asyncio.create_task(client.post("/v1/events", json={
-        "session_id": "old", "item_id": items[1]}))
-    await asyncio.sleep(0.1)
-    app[app_keys.EVENT_LOG]._write = real
+    click = await _pending_click(client, {"session_id": "old",
+                                          "item_id": items[1]})
     store.max_sessions = 1
     store.put(Session("newer"))  # the cap evicts "old" meanwhile
     assert store.get("old") is None
